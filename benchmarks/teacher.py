@@ -1,0 +1,81 @@
+"""Reproduce the teacher results: the packaged MiniLM teacher fine-tuned on SST-2, full and quick.
+
+    .venv/bin/python benchmarks/teacher.py --preset full   # ~30 min on 2 cores
+    .venv/bin/python benchmarks/teacher.py --preset quick  # ~4 min
+
+Runs the teacher stage exactly as `edgedistill teacher --data DATA [--preset quick]` does (a cached
+teacher with identical inputs is reused: its metrics.json records the run that built it) and writes
+benchmarks/results/teacher-<preset>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgedistill.config import load_config
+from edgedistill.logs import configure_console
+from edgedistill.teacher import run_teacher
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sst2"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=["full", "quick"], default="quick")
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--workdir", help="default: runs/default (full) or runs/quick (quick)")
+    args = parser.parse_args()
+    configure_console()
+    workdir = args.workdir or ("runs/default" if args.preset == "full" else "runs/quick")
+    config = load_config(
+        preset=None if args.preset == "full" else args.preset,
+        overrides={"data.dataset": args.data, "workdir": workdir},
+    )
+    result = run_teacher(config)
+    m = result.metrics
+    record = {
+        "benchmark": f"teacher-{args.preset}",
+        "command": " ".join(m["command"]),
+        "reused_cached_teacher": result.cached,
+        "model": m["model"],
+        "train_samples": m["train_samples"],
+        "eval_samples": m["eval_samples"],
+        "epochs": m["epochs"],
+        "steps": m.get("steps"),
+        "sst2_dev_accuracy": round(m["eval_accuracy"], 4),
+        "sst2_dev_f1_macro": round(m["eval_f1_macro"], 4),
+        "eval_loss": round(m["eval_loss"], 4),
+        "accuracy_before_fine_tuning": round(m["initial_eval_accuracy"], 4),
+        "train_time_s": m["train_time_s"],
+        "parameters": m["parameters"],
+        "config": json.loads(json.dumps(config.teacher.model_dump())),
+        "host": m["host"],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"teacher-{args.preset}"
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    host = m["host"]
+    stem.with_suffix(".md").write_text(
+        f"# Teacher, {args.preset}: packaged MiniLM-L6-H384 fine-tuned on SST-2\n\n"
+        f"| SST-2 dev accuracy | macro F1 | before fine-tuning | train samples | epochs | steps | train time |\n"
+        f"| --- | --- | --- | --- | --- | --- | --- |\n"
+        f"| **{record['sst2_dev_accuracy']:.4f}** | {record['sst2_dev_f1_macro']:.4f} | "
+        f"{record['accuracy_before_fine_tuning']:.4f} | {record['train_samples']:,} | {record['epochs']} | "
+        f"{record['steps']} | {record['train_time_s'] / 60:.1f} min |\n\n"
+        f"Command: `{record['command']}`\n\n"
+        f"Host: {host['cpu']}, {host['logical_cores']} logical cores, {host['threads']} threads, "
+        f"{host['os']}, Python {host['python']}; torch {host['libraries'].get('torch')}, "
+        f"transformers {host['libraries'].get('transformers')}.\n"
+        f"Recipe: AdamW lr {config.teacher.learning_rate}, weight decay {config.teacher.weight_decay}, "
+        f"{config.teacher.warmup_ratio:.0%} warm-up then linear decay, batch {config.teacher.batch_size}, "
+        f"max length {config.data.max_length}, dynamic padding, seed {config.seed}.\n"
+    )
+    print(stem.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Allow ``python -m edgedistill``."""
+
+from edgedistill.cli import main
+
+raise SystemExit(main())

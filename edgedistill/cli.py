@@ -1,0 +1,156 @@
+"""The ``edgedistill`` command: one thin function per verb; the stages do the work.
+
+Only argparse and the config are imported here. torch, transformers and the backends are imported
+inside the verbs that need them, so ``edgedistill --help`` answers instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edgedistill import __version__
+from edgedistill.errors import EdgeDistillError
+
+_EPILOG = """\
+The stages, in order (each reads what the one before wrote under the workdir):
+  teacher   load or fine-tune the BERT teacher             -> <workdir>/teacher/
+
+Examples:
+  edgedistill teacher --data ../shared/data/sst2            # the packaged MiniLM teacher on SST-2
+  edgedistill teacher --data reviews.csv --text-column review --label-column stars --preset quick
+  edgedistill config > my.yaml && edgedistill teacher -c my.yaml --set teacher.epochs=3
+  edgedistill data --data ../shared/data/sst2              # check a data set before training
+
+Run `edgedistill VERB --help` for the options of each verb.
+"""
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration (later options override earlier sources)")
+    group.add_argument("-c", "--config", metavar="YAML", help="a config file (see `edgedistill config`)")
+    group.add_argument("--preset", choices=["quick"], help="quick: a few thousand training rows, minutes")
+    group.add_argument("--data", metavar="PATH_OR_ID",
+                       help="task data: a .tsv/.csv/.jsonl file, a folder with train.* and dev.*, "
+                            "a hub id, or 'sst2' (default; $EDGEDISTILL_DATA_DIR, else the hub)")
+    group.add_argument("--text-column", metavar="NAME", help="column holding the text (default: sentence)")
+    group.add_argument("--label-column", metavar="NAME", help="column holding the label (default: label)")
+    group.add_argument("--label-names", metavar="A,B,...",
+                       help="label names in id order, comma-separated (default: negative,positive)")
+    group.add_argument("--workdir", metavar="DIR", help="where every stage writes (default: runs/default)")
+    group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: 2)")
+    group.add_argument("--seed", type=int, metavar="N", help="random seed (default: 42)")
+    group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any config key, YAML value: --set teacher.epochs=2 (repeatable)")
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    from edgedistill.config import load_config, parse_override
+
+    overrides: dict[str, Any] = {}
+    flags = {
+        "data.dataset": args.data,
+        "data.text_column": args.text_column,
+        "data.label_column": args.label_column,
+        "data.label_names": args.label_names.split(",") if args.label_names else None,
+        "workdir": args.workdir,
+        "threads": args.threads,
+        "seed": args.seed,
+    }
+    overrides.update({key: value for key, value in flags.items() if value is not None})
+    overrides.update(dict(parse_override(item) for item in args.overrides))
+    return load_config(args.config, preset=args.preset, overrides=overrides)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the embedded default config, or the resolved config when options are given."""
+    from edgedistill.config import default_config_text, dump_config
+
+    given = args.config or args.preset or args.overrides or any(
+        getattr(args, name) is not None
+        for name in ("data", "text_column", "label_column", "label_names", "workdir", "threads", "seed")
+    )
+    sys.stdout.write(dump_config(_config_from_args(args)) if given else default_config_text())
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Load and validate the task data; print its splits, labels and fingerprint."""
+    from edgedistill.data import load_task_data
+
+    config = _config_from_args(args)
+    data = load_task_data(config.data, seed=config.seed)
+    print(json.dumps(data.summary(), indent=2))
+    return 0
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    """Run the teacher stage."""
+    from edgedistill.teacher import run_teacher
+
+    config = _config_from_args(args)
+    result = run_teacher(config, force=args.force)
+    metrics = result.metrics
+    print(json.dumps({
+        "teacher": str(result.path),
+        "cached": result.cached,
+        "eval_accuracy": round(metrics["eval_accuracy"], 4),
+        "train_time_s": metrics["train_time_s"],
+    }, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgedistill",
+        description="Turn a BERT teacher into small, fast, verified on-device models.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgedistill {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    def verb(name: str, func: Callable[[argparse.Namespace], int], summary: str, details: str
+             ) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=summary, description=f"{summary}\n\n{details}",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(func=func)
+        _add_config_options(sub)
+        return sub
+
+    verb("config", cmd_config, "print the default config (or the resolved one)",
+         "With no options, prints the embedded default YAML, comments included: copy it and edit it.\n"
+         "With options (-c, --preset, --set ...), prints the config they resolve to, validated.")
+    verb("data", cmd_data, "load and check task data",
+         "Reads the train and eval splits exactly as training will, reports rows and label counts,\n"
+         "and fails with the file and line of the first bad row.")
+    teacher = verb("teacher", cmd_teacher, "load or fine-tune the teacher",
+                   "Loads a BERT-family model (packaged:all-MiniLM-L6-v2, a save_pretrained folder, or a\n"
+                   "hub id). If its classification head is untrained, fine-tunes it on the task with\n"
+                   "transformers' Trainer. Writes <workdir>/teacher/ (save_pretrained folder, metrics.json,\n"
+                   "teacher.log). A second run with identical inputs reuses it (content-hash cache).")
+    teacher.add_argument("--force", action="store_true", help="rebuild even when the cache is valid")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 0
+    from edgedistill.logs import configure_console
+
+    configure_console(args.verbose)
+    try:
+        return args.func(args)
+    except EdgeDistillError as exc:
+        print(f"edgedistill {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgedistill {args.verb}: interrupted; finished outputs are intact", file=sys.stderr)
+        return 130

@@ -1,0 +1,209 @@
+"""The configuration: pydantic models, YAML loading with line numbers, presets and overrides.
+
+One YAML file describes a run. Unknown keys and bad values are errors that name the key (and the
+line of the file it came from); command-line options and ``--set a.b=value`` override the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgedistill.errors import ConfigError
+
+PRESETS = ("quick",)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the task data comes from and how it is split and tokenized."""
+
+    dataset: str = "sst2"
+    text_column: str = "sentence"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    label_names: list[str] | None = None
+    train_split: str = "train"
+    eval_split: str = "validation"
+    eval_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    max_length: int = Field(64, ge=8, le=4096)
+    max_train_samples: int | None = Field(None, ge=1)
+    max_eval_samples: int | None = Field(None, ge=1)
+    calibration_samples: int = Field(256, ge=1)
+
+    @field_validator("label_names")
+    @classmethod
+    def _distinct_labels(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None:
+            if len(names) < 2:
+                raise ValueError("needs at least two label names")
+            if len(set(names)) != len(names):
+                raise ValueError(f"label names must be distinct, got {names}")
+        return names
+
+
+class TeacherConfig(_Section):
+    """The teacher model and, when it needs one, its fine-tuning recipe (transformers' Trainer)."""
+
+    model: str = "packaged:all-MiniLM-L6-v2"
+    train: Literal["auto", "always", "never"] = "auto"
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    logging_steps: int = Field(50, ge=1)
+
+
+class Config(_Section):
+    """A whole run."""
+
+    workdir: Path = Path("runs/default")
+    seed: int = 42
+    threads: int = Field(2, ge=1)
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+
+
+def default_config_text() -> str:
+    """The embedded default configuration, comments included (what `edgedistill config` prints)."""
+    return resources.files("edgedistill").joinpath("default_config.yaml").read_text(encoding="utf-8")
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Build the config: embedded default, then the preset, then the file, then the overrides.
+
+    ``overrides`` maps dotted keys (``"teacher.epochs"``) to values already parsed from YAML.
+    """
+    merged = _parse_yaml(default_config_text(), "<embedded default>")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; the presets are: {', '.join(PRESETS)}")
+        text = resources.files("edgedistill").joinpath(f"presets/{preset}.yaml").read_text("utf-8")
+        _deep_merge(merged, _parse_yaml(text, f"<preset {preset}>"))
+    lines: dict[str, int] = {}
+    source = "<embedded default>"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        user = _parse_yaml(text, str(path))
+        if user is None:
+            user = {}
+        if not isinstance(user, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(user).__name__}")
+        lines = _key_lines(text)
+        source = str(path)
+        _deep_merge(merged, user)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(merged, dotted, value)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, lines)) from None
+
+
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """Split ``KEY=VALUE`` from ``--set``; the value is read as YAML (``2``, ``null``, ``[a, b]``)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE (for example teacher.epochs=2), got {assignment!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML ({exc.problem})") from None
+    return key.strip(), value
+
+
+def dump_config(config: Config) -> str:
+    """The config as YAML (what every stage saves beside its outputs)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: invalid YAML at {where}: {problem}") from None
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parents):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            where = ".".join(parents[: i + 1])
+            raise ConfigError(f"--set {dotted}: {where!r} is not a section of the config")
+        node = child
+    node[leaf] = value
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map each dotted key of a YAML mapping to the (1-based) line it is written on."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                dotted = f"{prefix}{key_node.value}"
+                lines[dotted] = key_node.start_mark.line + 1
+                walk(value_node, dotted + ".")
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def _describe(exc: ValidationError, source: str, lines: dict[str, int]) -> str:
+    problems = []
+    for err in exc.errors():
+        dotted = ".".join(str(part) for part in err["loc"])
+        where = f"{source}, line {lines[dotted]}" if dotted in lines else source
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown key {dotted!r}{_suggest(dotted)}")
+        else:
+            problems.append(f"{where}: {dotted}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(problems)
+
+
+def _suggest(dotted: str) -> str:
+    *parents, leaf = dotted.split(".")
+    model: type[BaseModel] = Config
+    for part in parents:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(leaf, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} Valid keys here: {', '.join(known)}"

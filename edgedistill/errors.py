@@ -1,0 +1,38 @@
+"""The errors edgedistill raises on purpose.
+
+Every one of them carries a message meant for the user (what is wrong, where, what to do); the CLI
+prints it without a traceback and exits with status 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EdgeDistillError(Exception):
+    """Base class: a problem the user can fix, explained in the message."""
+
+
+class ConfigError(EdgeDistillError):
+    """The configuration (YAML file or command-line override) is invalid."""
+
+
+class DataError(EdgeDistillError):
+    """Task data is missing, malformed or inconsistent."""
+
+
+class ModelError(EdgeDistillError):
+    """A model folder or hub id cannot be used (missing, foreign format, unsupported family)."""
+
+
+class MissingDependencyError(EdgeDistillError):
+    """An optional dependency is not installed; the message names the install extra."""
+
+
+def require(module: str, extra: str) -> None:
+    """Fail with an install hint when an optional module is missing (without importing it)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(
+            f"the Python package {module!r} is not installed; install it with "
+            f"`pip install 'edgedistill[{extra}]' -c constraints.txt` (or run `bash setup.sh`)"
+        )

@@ -1,0 +1,185 @@
+"""The teacher stage: load a BERT-family classifier, fine-tuning it first when its head is untrained.
+
+Output: ``<workdir>/teacher/``, a ``save_pretrained`` folder (model + tokenizer) with the config used
+(``edgedistill_config.yaml``), ``metrics.json``, ``stage.json`` (the cache key) and ``teacher.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgedistill.atomic import atomic_directory, write_json_atomic
+from edgedistill.cache import is_cached, read_stage, stage_key, write_stage
+from edgedistill.config import Config, dump_config
+from edgedistill.data import TaskData, encode, load_task_data
+from edgedistill.errors import ModelError
+from edgedistill.host import host_info
+from edgedistill.logs import log_to_file
+from edgedistill.models import ModelSource, load_model_config, resolve_model
+
+log = logging.getLogger("edgedistill.teacher")
+
+STAGE = "teacher"
+OUTPUTS = ("config.json", "metrics.json", "edgedistill_config.yaml")
+
+
+@dataclass
+class TeacherResult:
+    path: Path
+    metrics: dict[str, Any]
+    cached: bool
+
+
+def teacher_dir(config: Config) -> Path:
+    return Path(config.workdir) / STAGE
+
+
+def run_teacher(config: Config, *, force: bool = False) -> TeacherResult:
+    """Produce the fine-tuned teacher, or reuse the cached one when no input changed."""
+    source = resolve_model(config.teacher.model)
+    model_config = load_model_config(source)
+    data = load_task_data(config.data, seed=config.seed)
+    inputs = {
+        "model": source.fingerprint(),
+        "data": data.fingerprint,
+        "max_length": config.data.max_length,
+        "teacher": config.teacher.model_dump(exclude={"model", "eval_batch_size", "logging_steps"}),
+        "seed": config.seed,
+    }
+    key = stage_key(STAGE, inputs)
+    out = teacher_dir(config)
+    if not force and is_cached(out, key, OUTPUTS):
+        metrics = _read_metrics(out)
+        log.info("teacher: cache hit (key %s), reusing %s (eval accuracy %.4f)",
+                 key[:12], out, metrics.get("eval_accuracy", float("nan")))
+        return TeacherResult(out, metrics, cached=True)
+    previous = read_stage(out)
+    log.info("teacher: %s (key %s)", "inputs changed, rebuilding" if previous else "building", key[:12])
+    with atomic_directory(out) as tmp, log_to_file(tmp / "teacher.log"):
+        metrics = _build(config, source, model_config, data, tmp)
+        (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
+        write_json_atomic(tmp / "metrics.json", metrics)
+        write_stage(tmp, STAGE, key, inputs)
+    log.info("teacher: saved to %s (eval accuracy %.4f)", out, metrics["eval_accuracy"])
+    return TeacherResult(out, metrics, cached=False)
+
+
+def _read_metrics(folder: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _build(config: Config, source: ModelSource, model_config: Any, data: TaskData, out: Path) -> dict:
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        set_seed,
+    )
+
+    from edgedistill.training import LogToFileCallback, compute_metrics, training_arguments
+
+    torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    tcfg = config.teacher
+    names = data.label_names
+    log.info("teacher: %s (%s, %d layers, hidden %d) from %s", source.reference, model_config.model_type,
+             getattr(model_config, "num_hidden_layers", -1), getattr(model_config, "hidden_size", -1),
+             source.location)
+    log.info("data: %d train / %d eval rows, labels %s", len(data.train), len(data.eval), names)
+    tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.is_local)
+    try:
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            source.location,
+            local_files_only=source.is_local,
+            num_labels=len(names),
+            id2label=dict(enumerate(names)),
+            label2id={name: i for i, name in enumerate(names)},
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load {source.reference} as a sequence classifier: {exc}") from None
+    untrained = sorted(set(loading["missing_keys"]) | {k for k, *_ in loading["mismatched_keys"]})
+    if tcfg.train == "never" and untrained:
+        raise ModelError(
+            f"{source.reference} has no trained classification head for {len(names)} labels "
+            f"(untrained weights: {', '.join(untrained)}), and teacher.train is 'never'; "
+            "set teacher.train to auto to fine-tune it"
+        )
+    train_needed = tcfg.train == "always" or bool(untrained)
+    with_types = data.train.text_pairs is not None
+    train_set = encode(data.train, tokenizer, config.data.max_length, with_token_type_ids=with_types)
+    eval_set = encode(data.eval, tokenizer, config.data.max_length, with_token_type_ids=with_types)
+    args = training_arguments(
+        out / "checkpoints",
+        epochs=tcfg.epochs,
+        learning_rate=tcfg.learning_rate,
+        weight_decay=tcfg.weight_decay,
+        warmup_ratio=tcfg.warmup_ratio,
+        batch_size=tcfg.batch_size,
+        eval_batch_size=tcfg.eval_batch_size,
+        logging_steps=tcfg.logging_steps,
+        seed=config.seed,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=[LogToFileCallback()],
+    )
+    before = trainer.evaluate()
+    log.info("before training: eval loss %.4f, accuracy %.4f", before["eval_loss"], before["eval_accuracy"])
+    train_time = 0.0
+    train_stats: dict[str, Any] = {}
+    if train_needed:
+        reason = f"untrained weights: {', '.join(untrained)}" if untrained else "teacher.train is 'always'"
+        log.info("fine-tuning (%s)", reason)
+        started = time.perf_counter()
+        result = trainer.train()
+        train_time = time.perf_counter() - started
+        train_stats = {"train_loss": result.training_loss, "steps": result.global_step}
+    else:
+        log.info("the classification head is trained: evaluating only")
+    after = trainer.evaluate()
+    trainer.save_model(str(out))
+    _remove_checkpoints(out / "checkpoints")
+    return {
+        "role": "teacher",
+        "model": source.reference,
+        "model_type": model_config.model_type,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "label_names": names,
+        "fine_tuned": train_needed,
+        "eval_accuracy": after["eval_accuracy"],
+        "eval_f1_macro": after["eval_f1_macro"],
+        "eval_loss": after["eval_loss"],
+        "initial_eval_accuracy": before["eval_accuracy"],
+        "initial_eval_loss": before["eval_loss"],
+        **train_stats,
+        "train_time_s": round(train_time, 2),
+        "epochs": tcfg.epochs if train_needed else 0,
+        "train_samples": len(data.train),
+        "eval_samples": len(data.eval),
+        "data_sources": data.sources,
+        "command": sys.argv,
+        "host": host_info(config.threads),
+    }
+
+
+def _remove_checkpoints(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)

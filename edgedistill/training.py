@@ -1,0 +1,80 @@
+"""Pieces shared by every stage that trains with transformers' Trainer (teacher and students)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback, TrainingArguments
+
+log = logging.getLogger("edgedistill.training")
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro F1 (F1 matters where labels are imbalanced)."""
+    predictions = np.asarray(logits).argmax(-1)
+    labels = np.asarray(labels)
+    f1s = []
+    for label in np.unique(np.concatenate([labels, predictions])):
+        tp = np.sum((predictions == label) & (labels == label))
+        fp = np.sum((predictions == label) & (labels != label))
+        fn = np.sum((predictions != label) & (labels == label))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"accuracy": float(np.mean(predictions == labels)), "f1_macro": float(np.mean(f1s))}
+
+
+def compute_metrics(prediction: Any) -> dict[str, float]:
+    """Trainer hook: ``EvalPrediction`` -> metrics."""
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    return classification_metrics(logits, prediction.label_ids)
+
+
+class LogToFileCallback(TrainerCallback):
+    """Send the Trainer's periodic logs (loss, learning rate, epoch) to our logger and log file."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102 - Trainer API
+        if logs:
+            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items()}
+            log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
+
+
+def training_arguments(
+    output_dir: Path,
+    *,
+    epochs: float,
+    learning_rate: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    batch_size: int,
+    eval_batch_size: int,
+    logging_steps: int,
+    seed: int,
+    **extra: Any,
+) -> TrainingArguments:
+    """The Trainer recipe used throughout: AdamW, linear decay after warm-up, no checkpoints by default."""
+    defaults: dict[str, Any] = {
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": [],
+        "dataloader_num_workers": 0,
+        "disable_tqdm": False,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+    }
+    defaults.update(extra)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        lr_scheduler_type="linear",
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=eval_batch_size,
+        logging_steps=logging_steps,
+        seed=seed,
+        data_seed=seed,
+        **defaults,
+    )
