@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,12 +19,15 @@ from edgedistill.errors import EdgeDistillError
 _EPILOG = """\
 The stages, in order (each reads what the one before wrote under the workdir):
   teacher   load or fine-tune the BERT teacher             -> <workdir>/teacher/
+  distill   DistilBERT-style student + no-teacher baseline -> <workdir>/student/, <workdir>/baseline/
 
 Examples:
   edgedistill teacher --data ../shared/data/sst2            # the packaged MiniLM teacher on SST-2
   edgedistill teacher --data reviews.csv --text-column review --label-column stars --preset quick
   edgedistill config > my.yaml && edgedistill teacher -c my.yaml --set teacher.epochs=3
   edgedistill data --data ../shared/data/sst2              # check a data set before training
+  edgedistill distill --data ../shared/data/sst2 --set distill.layers=2
+  torchrun --nproc_per_node=2 -m edgedistill distill --data ../shared/data/sst2   # DDP (gloo on CPU)
 
 Run `edgedistill VERB --help` for the options of each verb.
 """
@@ -103,6 +107,26 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Run the teacher stage (cached), then distil the student and train the baseline."""
+    from edgedistill.distill import run_distill
+
+    config = _config_from_args(args)
+    results = run_distill(config, force=args.force)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({
+            r.role: {
+                "path": str(r.path),
+                "cached": r.cached,
+                "eval_accuracy": round(r.metrics["eval_accuracy"], 4),
+                "agreement_with_teacher": round(r.metrics["agreement_with_teacher"], 4),
+                "retention_of_teacher_accuracy": round(r.metrics["retention_of_teacher_accuracy"], 4),
+                "parameters": r.metrics["parameters"],
+            } for r in results
+        }, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgedistill",
@@ -134,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "transformers' Trainer. Writes <workdir>/teacher/ (save_pretrained folder, metrics.json,\n"
                    "teacher.log). A second run with identical inputs reuses it (content-hash cache).")
     teacher.add_argument("--force", action="store_true", help="rebuild even when the cache is valid")
+    distill = verb("distill", cmd_distill, "distil a DistilBERT-style student (and a no-teacher baseline)",
+                   "Builds a DistilBertForSequenceClassification from the teacher (embeddings and every\n"
+                   "other layer copied, as in the DistilBERT paper) and trains it with transformers' Trainer on\n"
+                   "  alpha_kd * T^2 * KL(teacher || student at temperature T) + alpha_ce * CE(labels)\n"
+                   "  + alpha_cos * (1 - cos(student hidden, teacher hidden)),\n"
+                   "then trains the same student on labels alone as the baseline. Runs the teacher stage\n"
+                   "first (cached). Writes <workdir>/student/ and <workdir>/baseline/ (save_pretrained\n"
+                   "folders with metrics.json). Settings: the distill section of `edgedistill config`.\n"
+                   "Multi-process: torchrun --nproc_per_node=N -m edgedistill distill ... (or accelerate launch).")
+    distill.add_argument("--force", action="store_true", help="retrain even when the cache is valid")
     return parser
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgedistill.errors import ConfigError
 
@@ -64,6 +64,41 @@ class TeacherConfig(_Section):
     logging_steps: int = Field(50, ge=1)
 
 
+class DistillConfig(_Section):
+    """The student and the DistilBERT recipe that trains it (plus the no-teacher baseline)."""
+
+    student: str | None = None
+    layers: int = Field(3, ge=1)
+    layer_map: list[int] | None = None
+    hidden_size: int | None = Field(None, ge=8)
+    align: Literal["last", "uniform"] = "last"
+    temperature: float = Field(2.0, gt=0)
+    alpha_kd: float = Field(1.0, ge=0)
+    alpha_ce: float = Field(1.0, ge=0)
+    alpha_cos: float = Field(1.0, ge=0)
+    cache_teacher_logits: bool = False
+    baseline: bool = True
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    logging_steps: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillConfig:
+        if self.layer_map is not None and len(self.layer_map) != self.layers:
+            raise ValueError(f"layer_map {self.layer_map} has {len(self.layer_map)} entries for "
+                             f"{self.layers} student layers")
+        if not (self.alpha_kd or self.alpha_ce or self.alpha_cos):
+            raise ValueError("alpha_kd, alpha_ce and alpha_cos are all 0: nothing to train on")
+        if self.cache_teacher_logits and self.alpha_cos:
+            raise ValueError("cache_teacher_logits saves the teacher's passes only without the hidden-state "
+                             "loss; set alpha_cos to 0 or cache_teacher_logits to false")
+        return self
+
+
 class Config(_Section):
     """A whole run."""
 
@@ -72,6 +107,7 @@ class Config(_Section):
     threads: int = Field(2, ge=1)
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
+    distill: DistillConfig = DistillConfig()
 
 
 def default_config_text() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,18 @@ def training_arguments(
         data_seed=seed,
         **defaults,
     )
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, features: list[dict], collator: Any, batch_size: int) -> np.ndarray:
+    """Logits of ``model`` over tokenized features, in order, in eval mode (no dropout)."""
+    was_training = model.training
+    model.eval()
+    accepted = set(inspect.signature(model.forward).parameters)
+    chunks = []
+    for start in range(0, len(features), batch_size):
+        batch = collator([{k: v for k, v in f.items() if k != "labels"} for f in features[start:start + batch_size]])
+        batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items() if k in accepted}
+        chunks.append(model(**batch).logits.float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)

@@ -1,0 +1,67 @@
+"""The distillation objective of the DistilBERT paper, with hard labels in place of masked-LM.
+
+    loss = α_kd · T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))     soft targets of the teacher
+         + α_ce · CE(z_s, y)                                      the task's labels
+         + α_cos · mean over real tokens of (1 − cos(h_s, h_t))   hidden-state alignment
+
+T² keeps the soft-target gradients on the same scale as the hard-label ones when T changes
+(Hinton et al. 2015). Padding tokens carry no meaning, so they are left out of the cosine term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    alpha_kd: float = 1.0
+    alpha_ce: float = 1.0
+    alpha_cos: float = 1.0
+    temperature: float = 2.0
+
+
+def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+                     ) -> torch.Tensor:
+    """T² · KL(p_t ‖ p_s) at temperature T, averaged over the batch."""
+    log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
+    kl = F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")
+    return kl * temperature**2
+
+
+def cosine_alignment_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
+                          attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of (1 − cosine similarity) over non-padding tokens; hidden states are (batch, seq, dim)."""
+    mask = attention_mask.bool()
+    cos = F.cosine_similarity(student_hidden[mask], teacher_hidden[mask], dim=-1)
+    return (1.0 - cos).mean()
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    weights: LossWeights,
+    hidden_pairs: list[tuple[torch.Tensor, torch.Tensor]] = (),
+    attention_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted total and each term's value (for logging); terms with weight 0 are skipped."""
+    total = student_logits.new_zeros(())
+    parts: dict[str, float] = {}
+    if weights.alpha_kd:
+        kd = soft_target_loss(student_logits, teacher_logits, weights.temperature)
+        total = total + weights.alpha_kd * kd
+        parts["loss_kd"] = kd.item()
+    if weights.alpha_ce:
+        ce = F.cross_entropy(student_logits, labels)
+        total = total + weights.alpha_ce * ce
+        parts["loss_ce"] = ce.item()
+    if weights.alpha_cos and hidden_pairs:
+        cos = torch.stack([cosine_alignment_loss(s, t, attention_mask) for s, t in hidden_pairs]).mean()
+        total = total + weights.alpha_cos * cos
+        parts["loss_cos"] = cos.item()
+    return total, parts

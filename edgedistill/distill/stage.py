@@ -1,0 +1,252 @@
+"""The distill stage: train the student (and the baseline) and save them as save_pretrained folders.
+
+Outputs: ``<workdir>/student/`` (distilled) and ``<workdir>/baseline/`` (same student, same init,
+labels only), each with the tokenizer, ``edgedistill_config.yaml``, ``metrics.json``, ``stage.json``
+and a log. Runs unchanged under ``torchrun`` / ``accelerate launch``: every process trains (the
+Trainer's DDP: gloo on CPU, NCCL on GPUs), and only the first writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgedistill.atomic import atomic_directory, write_json_atomic
+from edgedistill.cache import is_cached, read_stage, stage_key, write_stage
+from edgedistill.config import Config, dump_config
+from edgedistill.data import TaskData, encode, load_task_data
+from edgedistill.hashing import sha256_tree
+from edgedistill.host import host_info
+from edgedistill.logs import log_to_file
+from edgedistill.models import load_model_config, resolve_model
+from edgedistill.teacher import run_teacher
+
+log = logging.getLogger("edgedistill.distill")
+
+ROLES = ("student", "baseline")
+OUTPUTS = ("config.json", "metrics.json", "edgedistill_config.yaml")
+
+
+@dataclass
+class DistillResult:
+    role: str
+    path: Path
+    metrics: dict[str, Any]
+    cached: bool
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def run_distill(config: Config, *, force: bool = False) -> list[DistillResult]:
+    """Distil the student, then (unless disabled) train the baseline; each cached on its own."""
+    teacher = run_teacher(config)
+    data = load_task_data(config.data, seed=config.seed)
+    teacher_hash = sha256_tree(teacher.path, exclude=frozenset({"teacher.log"}))
+    roles = ROLES if config.distill.baseline else ROLES[:1]
+    return [_run_role(config, role, teacher.path, teacher_hash, data, force) for role in roles]
+
+
+def _weights(config: Config, role: str) -> dict[str, float]:
+    d = config.distill
+    if role == "baseline":
+        return {"alpha_kd": 0.0, "alpha_ce": 1.0, "alpha_cos": 0.0, "temperature": d.temperature}
+    return {"alpha_kd": d.alpha_kd, "alpha_ce": d.alpha_ce, "alpha_cos": d.alpha_cos, "temperature": d.temperature}
+
+
+def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, data: TaskData,
+              force: bool) -> DistillResult:
+    student_source = resolve_model(config.distill.student).fingerprint() if config.distill.student else None
+    inputs = {
+        "teacher": teacher_hash,
+        "student": student_source,
+        "data": data.fingerprint,
+        "max_length": config.data.max_length,
+        "distill": config.distill.model_dump(exclude={"baseline", "eval_batch_size", "logging_steps"}),
+        "weights": _weights(config, role),
+        "seed": config.seed,
+    }
+    key = stage_key(role, inputs)
+    out = Path(config.workdir) / role
+    if not force and is_cached(out, key, OUTPUTS):
+        metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        log.info("%s: cache hit (key %s), reusing %s (eval accuracy %.4f)", role, key[:12], out,
+                 metrics["eval_accuracy"])
+        return DistillResult(role, out, metrics, cached=True)
+    log.info("%s: %s (key %s)", role, "inputs changed, rebuilding" if read_stage(out) else "building", key[:12])
+    if _rank() == 0:
+        target = atomic_directory(out)
+    else:  # other DDP processes train alongside and write nothing that lasts
+        target = _scratch_directory()
+    with target as tmp, log_to_file(tmp / f"{role}.log"):
+        metrics = _train(config, role, teacher_dir, data, tmp)
+        if _rank() == 0:
+            (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
+            write_json_atomic(tmp / "metrics.json", metrics)
+            write_stage(tmp, role, key, inputs)
+    if _rank() == 0:
+        log.info("%s: saved to %s (eval accuracy %.4f, %.1f%% of the teacher)", role, out,
+                 metrics["eval_accuracy"], 100 * metrics["retention_of_teacher_accuracy"])
+    return DistillResult(role, out, metrics, cached=False)
+
+
+def _scratch_directory():
+    from contextlib import contextmanager
+
+    @contextmanager
+    def scratch():
+        path = Path(tempfile.mkdtemp(prefix="edgedistill-rank"))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    return scratch()
+
+
+def _layer_pairs(config: Config, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """(student, teacher) hidden-state indices for the cosine loss; index 0 is the embeddings."""
+    if config.distill.align == "last":
+        return [(student_layers, teacher_layers)]
+    stride = teacher_layers / student_layers
+    return [(k + 1, round((k + 1) * stride)) for k in range(student_layers)]
+
+
+def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Path) -> dict[str, Any]:
+    import torch
+    from torch import nn
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
+
+    from edgedistill.distill.losses import LossWeights
+    from edgedistill.distill.student import build_student, hidden_size_of, num_layers_of
+    from edgedistill.distill.trainer import DistillationTrainer, StudentWithProjection
+    from edgedistill.training import (
+        LogToFileCallback,
+        classification_metrics,
+        predict_logits,
+        training_arguments,
+    )
+
+    d = config.distill
+    torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+    teacher.eval()
+    layer_map = None
+    if d.student:
+        source = resolve_model(d.student)
+        load_model_config(source)
+        student = AutoModelForSequenceClassification.from_pretrained(
+            source.location, local_files_only=source.is_local, num_labels=len(data.label_names),
+            id2label=teacher.config.id2label, label2id=teacher.config.label2id, ignore_mismatched_sizes=True)
+        init = f"checkpoint {d.student}"
+    else:
+        student, layer_map = build_student(teacher, d.layers, d.layer_map, d.hidden_size)
+        init = f"teacher layers {layer_map}" if layer_map else "random (narrower than the teacher)"
+    weights = LossWeights(**_weights(config, role))
+    s_layers, t_layers = num_layers_of(student), teacher.config.num_hidden_layers
+    pairs = _layer_pairs(config, s_layers, t_layers) if weights.alpha_cos else []
+    projections = None
+    if pairs and hidden_size_of(student) != teacher.config.hidden_size:
+        projections = nn.ModuleList(nn.Linear(hidden_size_of(student), teacher.config.hidden_size) for _ in pairs)
+    module = StudentWithProjection(student, projections)
+    log.info("%s: %s, %d layers, hidden %d, %.1fM parameters, init from %s; loss weights %s",
+             role, type(student).__name__, s_layers, hidden_size_of(student),
+             sum(p.numel() for p in student.parameters()) / 1e6, init, weights)
+
+    with_types = data.train.text_pairs is not None
+    collator = DataCollatorWithPadding(tokenizer)
+    train_set = encode(data.train, tokenizer, config.data.max_length, with_token_type_ids=with_types)
+    eval_set = encode(data.eval, tokenizer, config.data.max_length, with_token_type_ids=with_types)
+    use_cache = d.cache_teacher_logits and weights.alpha_kd > 0
+    if use_cache:
+        log.info("%s: computing the teacher's logits once for %d training rows", role, len(train_set))
+        cached = predict_logits(teacher, train_set, collator, d.eval_batch_size)
+        train_set = [{**f, "teacher_logits": row.tolist()} for f, row in zip(train_set, cached)]
+    needs_teacher = (weights.alpha_kd and not use_cache) or weights.alpha_cos
+    extra: dict[str, Any] = {"remove_unused_columns": False}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        extra["ddp_backend"] = "gloo"
+    args = training_arguments(
+        out / "checkpoints", epochs=d.epochs, learning_rate=d.learning_rate, weight_decay=d.weight_decay,
+        warmup_ratio=d.warmup_ratio, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
+        logging_steps=d.logging_steps, seed=config.seed, **extra,
+    )
+    trainer = DistillationTrainer(
+        model=module, args=args, train_dataset=train_set, data_collator=_TeacherLogitsCollator(collator),
+        callbacks=[LogToFileCallback()], teacher=teacher if needs_teacher else None, weights=weights,
+        layer_pairs=pairs,
+    )
+    started = time.perf_counter()
+    result = trainer.train()
+    train_time = time.perf_counter() - started
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    if _rank() != 0:
+        return {}
+    student.config.edgedistill = {"role": role, "layer_map": layer_map, "teacher": str(teacher_dir)}
+    student.save_pretrained(out)
+    # DistilBERT takes no token types: the saved tokenizer must not produce them.
+    AutoTokenizer.from_pretrained(teacher_dir, model_input_names=["input_ids", "attention_mask"]).save_pretrained(out)
+
+    eval_labels = [f["labels"] for f in eval_set]
+    import numpy as np
+
+    student_logits = predict_logits(student, eval_set, collator, d.eval_batch_size)
+    teacher_logits = predict_logits(teacher, eval_set, collator, d.eval_batch_size)
+    s_metrics = classification_metrics(student_logits, np.array(eval_labels))
+    t_metrics = classification_metrics(teacher_logits, np.array(eval_labels))
+    agreement = float(np.mean(student_logits.argmax(-1) == teacher_logits.argmax(-1)))
+    model_file = out / "model.safetensors"
+    return {
+        "role": role,
+        "student": type(student).__name__,
+        "init": init,
+        "layers": s_layers,
+        "hidden_size": hidden_size_of(student),
+        "layer_map": layer_map,
+        "loss_weights": _weights(config, role),
+        "align": d.align if weights.alpha_cos else None,
+        "parameters": sum(p.numel() for p in student.parameters()),
+        "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
+        "size_bytes": model_file.stat().st_size,
+        "eval_accuracy": s_metrics["accuracy"],
+        "eval_f1_macro": s_metrics["f1_macro"],
+        "teacher_eval_accuracy": t_metrics["accuracy"],
+        "retention_of_teacher_accuracy": s_metrics["accuracy"] / t_metrics["accuracy"],
+        "agreement_with_teacher": agreement,
+        "train_loss": result.training_loss,
+        "steps": result.global_step,
+        "epochs": d.epochs,
+        "train_time_s": round(train_time, 2),
+        "train_samples": len(data.train),
+        "eval_samples": len(data.eval),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "command": sys.argv,
+        "host": host_info(config.threads),
+    }
+
+
+class _TeacherLogitsCollator:
+    """Pad as usual, and stack precomputed teacher logits when the rows carry them."""
+
+    def __init__(self, pad: Any):
+        self.pad = pad
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        logits = [f["teacher_logits"] for f in features if "teacher_logits" in f]
+        batch = self.pad([{k: v for k, v in f.items() if k != "teacher_logits"} for f in features])
+        if logits:
+            batch["teacher_logits"] = torch.tensor(logits, dtype=torch.float32)
+        return batch

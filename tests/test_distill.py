@@ -1,0 +1,243 @@
+"""Distillation: the loss by hand, the weight mapping, gradients, training, and multi-process runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_tiny_bert
+from edgedistill.config import load_config
+from edgedistill.distill.losses import (
+    LossWeights,
+    cosine_alignment_loss,
+    distillation_loss,
+    soft_target_loss,
+)
+from edgedistill.distill.student import build_student, default_layer_map
+from edgedistill.errors import ConfigError, ModelError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- losses against hand-computed values ---------------------------------------------------------
+
+def test_soft_target_loss_matches_hand_computation_with_t_squared():
+    s = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    t = torch.tensor([[3.0, 1.0], [1.0, 1.0]])
+    temperature = 2.0
+    expected = 0.0
+    for srow, trow in zip(s.tolist(), t.tolist()):
+        ps = [math.exp(v / temperature) for v in srow]
+        pt = [math.exp(v / temperature) for v in trow]
+        ps = [v / sum(ps) for v in ps]
+        pt = [v / sum(pt) for v in pt]
+        expected += sum(p * math.log(p / q) for p, q in zip(pt, ps))
+    expected = expected / 2 * temperature**2
+    assert soft_target_loss(s, t, temperature).item() == pytest.approx(expected, rel=1e-6)
+    # T² scaling: at T=1 the same inputs give the plain KL.
+    plain = F.kl_div(F.log_softmax(s, -1), F.softmax(t, -1), reduction="batchmean")
+    assert soft_target_loss(s, t, 1.0).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert soft_target_loss(t, t, 3.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_cosine_loss_ignores_padding():
+    hs = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    ht = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [-5.0, 5.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    # token 0: cos 1 -> 0; token 1: cos 0 -> 1; token 2 is padding (cos 0 would add 1).
+    assert cosine_alignment_loss(hs, ht, mask).item() == pytest.approx(0.5)
+    assert cosine_alignment_loss(hs, ht, torch.tensor([[1, 1, 1]])).item() == pytest.approx(2 / 3)
+
+
+def test_total_is_the_weighted_sum_and_zero_weights_skip_terms():
+    s = torch.tensor([[0.5, -0.5], [1.0, 2.0]])
+    t = torch.tensor([[2.0, -1.0], [0.0, 1.0]])
+    y = torch.tensor([0, 1])
+    h = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    w = LossWeights(alpha_kd=0.3, alpha_ce=0.5, alpha_cos=2.0, temperature=3.0)
+    total, parts = distillation_loss(s, t, y, w, [h], mask)
+    expected = (0.3 * soft_target_loss(s, t, 3.0) + 0.5 * F.cross_entropy(s, y)
+                + 2.0 * cosine_alignment_loss(h[0], h[1], mask))
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert set(parts) == {"loss_kd", "loss_ce", "loss_cos"}
+    ce_only, parts = distillation_loss(s, None, y, LossWeights(alpha_kd=0, alpha_ce=1, alpha_cos=0))
+    assert set(parts) == {"loss_ce"} and ce_only.item() == pytest.approx(F.cross_entropy(s, y).item())
+
+
+# --- student construction ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory, tiny_tokenizer_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    folder = make_tiny_bert(tmp_path_factory.mktemp("teacher"), tiny_tokenizer_dir, layers=4, with_head=True)
+    return AutoModelForSequenceClassification.from_pretrained(folder).eval()
+
+
+def test_identity_layer_map_reproduces_the_teacher(tiny_teacher):
+    student, layer_map = build_student(tiny_teacher, 4, [0, 1, 2, 3])
+    student.eval()
+    ids = torch.tensor([[2, 10, 20, 30, 3, 0, 0], [2, 11, 12, 13, 14, 15, 3]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        t = tiny_teacher(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        s = student(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    real = mask.bool()
+    for k in range(5):  # embeddings and every layer
+        assert (s[k][real] - t[k][real]).abs().max().item() < 1e-5, k
+
+
+def test_default_map_takes_every_other_layer(tiny_teacher):
+    assert default_layer_map(6, 3) == [0, 2, 4]
+    assert default_layer_map(12, 6) == [0, 2, 4, 6, 8, 10]
+    student, layer_map = build_student(tiny_teacher, 2)
+    assert layer_map == [0, 2]
+    w_teacher = tiny_teacher.bert.encoder.layer[2].attention.self.query.weight
+    assert torch.equal(student.distilbert.transformer.layer[1].attention.q_lin.weight, w_teacher)
+    with pytest.raises(ModelError, match=r"layers \[7\] do not exist in a 4-layer teacher"):
+        build_student(tiny_teacher, 2, [0, 7])
+
+
+def test_narrow_student_is_random_and_smaller(tiny_teacher):
+    student, layer_map = build_student(tiny_teacher, 2, hidden_size=16)
+    assert layer_map is None and student.config.dim == 16
+    assert student.config.dim % student.config.n_heads == 0
+
+
+def test_config_refuses_inconsistent_distill_settings():
+    with pytest.raises(ConfigError, match="layer_map \\[0, 1\\] has 2 entries for 3 student layers"):
+        load_config(overrides={"distill.layer_map": [0, 1]})
+    with pytest.raises(ConfigError, match="nothing to train on"):
+        load_config(overrides={"distill.alpha_kd": 0, "distill.alpha_ce": 0, "distill.alpha_cos": 0})
+    with pytest.raises(ConfigError, match="set alpha_cos to 0"):
+        load_config(overrides={"distill.cache_teacher_logits": True})
+
+
+# --- training ---------------------------------------------------------------------------------
+
+def test_gradients_reach_the_student_only(tiny_teacher, tmp_path):
+    from transformers import TrainingArguments
+
+    from edgedistill.distill.trainer import DistillationTrainer, StudentWithProjection
+
+    student, _ = build_student(tiny_teacher, 2, hidden_size=16)
+    module = StudentWithProjection(student, torch.nn.ModuleList([torch.nn.Linear(16, 32)]))
+    trainer = DistillationTrainer(
+        model=module, args=TrainingArguments(str(tmp_path), report_to=[], use_cpu=True),
+        teacher=tiny_teacher, weights=LossWeights(), layer_pairs=[(2, 4)],
+    )
+    ids = torch.tensor([[2, 10, 20, 3], [2, 11, 3, 0]])
+    loss = trainer.compute_loss(module, {"input_ids": ids, "attention_mask": (ids != 0).long(),
+                                         "labels": torch.tensor([0, 1])})
+    loss.backward()
+    assert all(p.grad is not None for p in module.parameters() if p.requires_grad)
+    assert module.projections[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in tiny_teacher.parameters())
+    assert not tiny_teacher.training
+
+
+def distill_config(workdir: Path, teacher_model: Path, data: Path, **overrides):
+    base = {
+        "teacher.model": str(teacher_model), "data.dataset": str(data), "data.max_length": 16,
+        "teacher.epochs": 16, "teacher.learning_rate": 1e-3, "teacher.batch_size": 8,
+        "teacher.warmup_ratio": 0.0, "distill.layers": 2, "distill.epochs": 8,
+        "distill.learning_rate": 1e-3, "distill.batch_size": 8, "distill.warmup_ratio": 0.0,
+        "distill.logging_steps": 8, "workdir": str(workdir), "threads": 1,
+    }
+    base.update(overrides)
+    return load_config(overrides=base)
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory, tiny_encoder_dir, toy_data_dir):
+    from edgedistill.distill import run_distill
+
+    config = distill_config(tmp_path_factory.mktemp("run"), tiny_encoder_dir, toy_data_dir)
+    return config, {r.role: r for r in run_distill(config)}
+
+
+def test_distillation_lowers_the_loss_and_writes_both_students(distilled):
+    config, results = distilled
+    student, baseline = results["student"], results["baseline"]
+    log = (student.path / "student.log").read_text()
+    losses = [json.loads(line.split(": ", 2)[2].replace("'", '"'))["loss"]
+              for line in log.splitlines() if "'loss':" in line]
+    assert len(losses) >= 3 and losses[-1] < losses[0] * 0.7
+    for result in (student, baseline):
+        m = result.metrics
+        assert m["layers"] == 2 and m["layer_map"] == [0, 2]
+        assert m["parameters"] < m["teacher_parameters"]
+        assert 0.0 <= m["agreement_with_teacher"] <= 1.0
+        assert (result.path / "model.safetensors").stat().st_size == m["size_bytes"]
+        for name in ("config.json", "tokenizer.json", "metrics.json", "stage.json", "edgedistill_config.yaml"):
+            assert (result.path / name).is_file()
+    assert student.metrics["loss_weights"]["alpha_kd"] == 1.0
+    assert baseline.metrics["loss_weights"] == {"alpha_kd": 0.0, "alpha_ce": 1.0, "alpha_cos": 0.0,
+                                                "temperature": 2.0}
+    assert student.metrics["eval_accuracy"] >= 0.8
+
+
+def test_student_folder_loads_with_auto_classes_and_runs_on_tokenizer_output(distilled):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _, results = distilled
+    path = results["student"].path
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    batch = tokenizer(["a great film", "a dull plot"], return_tensors="pt", padding=True)
+    assert "token_type_ids" not in batch
+    assert model(**batch).logits.shape == (2, 2)
+    assert model.config.model_type == "distilbert" and model.config.id2label[1] == "positive"
+
+
+def test_second_run_is_cached(distilled, caplog):
+    from edgedistill.distill import run_distill
+
+    config, first = distilled
+    with caplog.at_level("INFO", logger="edgedistill"):
+        again = {r.role: r for r in run_distill(config)}
+    assert again["student"].cached and again["baseline"].cached
+    assert "student: cache hit" in caplog.text and "baseline: cache hit" in caplog.text
+
+
+def test_cached_teacher_logits_and_narrow_student(tmp_path, distilled, toy_data_dir):
+    from edgedistill.distill import run_distill
+
+    config, _ = distilled
+    teacher_dir = Path(config.workdir) / "teacher"
+    cached = distill_config(tmp_path / "a", teacher_dir, toy_data_dir, **{
+        "distill.alpha_cos": 0, "distill.cache_teacher_logits": True, "distill.baseline": False})
+    (result,) = run_distill(cached)
+    assert result.metrics["eval_accuracy"] >= 0.7
+    narrow = distill_config(tmp_path / "b", teacher_dir, toy_data_dir, **{
+        "distill.hidden_size": 16, "distill.baseline": False, "distill.align": "uniform"})
+    (result,) = run_distill(narrow)
+    assert result.metrics["hidden_size"] == 16 and result.metrics["layer_map"] is None
+
+
+def test_two_process_torchrun(tmp_path, distilled, toy_data_dir):
+    config, _ = distilled
+    teacher_dir = Path(config.workdir) / "teacher"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "edgedistill", "distill", "--data", str(toy_data_dir), "--workdir", str(tmp_path),
+           "--threads", "1", "--set", f"teacher.model={teacher_dir}", "--set", "data.max_length=16",
+           "--set", "distill.layers=2", "--set", "distill.epochs=2", "--set", "distill.batch_size=8",
+           "--set", "distill.baseline=false"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "student" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    from transformers import AutoModelForSequenceClassification
+
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "student").config.n_layers == 2
+    assert not list(tmp_path.glob(".student.tmp-*"))
