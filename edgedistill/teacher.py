@@ -153,7 +153,7 @@ def _build(config: Config, source: ModelSource, model_config: Any, data: TaskDat
         train_stats = {"train_loss": result.training_loss, "steps": result.global_step}
     else:
         log.info("the classification head is trained: evaluating only")
-    after = trainer.evaluate()
+    after = trainer.evaluate() if train_needed else before
     trainer.save_model(str(out))
     _remove_checkpoints(out / "checkpoints")
     return {
