@@ -20,6 +20,9 @@ _EPILOG = """\
 The stages, in order (each reads what the one before wrote under the workdir):
   teacher   load or fine-tune the BERT teacher             -> <workdir>/teacher/
   distill   DistilBERT-style student + no-teacher baseline -> <workdir>/student/, <workdir>/baseline/
+  export    one model, one target -> a verified artifact folder (model files, tokenizer, artifact.json)
+  verify    re-check an artifact: file hashes, then parity against its source model
+  targets   list the target profiles in targets/
 
 Examples:
   edgedistill teacher --data ../shared/data/sst2            # the packaged MiniLM teacher on SST-2
@@ -28,6 +31,8 @@ Examples:
   edgedistill data --data ../shared/data/sst2              # check a data set before training
   edgedistill distill --data ../shared/data/sst2 --set distill.layers=2
   torchrun --nproc_per_node=2 -m edgedistill distill --data ../shared/data/sst2   # DDP (gloo on CPU)
+  edgedistill export --model runs/default/student --target onnx-int8-dynamic --out artifacts/onnx-int8
+  edgedistill verify artifacts/onnx-int8 --data ../shared/data/sst2
 
 Run `edgedistill VERB --help` for the options of each verb.
 """
@@ -127,6 +132,53 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export one model for one target, verify it, publish it."""
+    from pathlib import Path
+
+    from edgedistill.data import load_task_data
+    from edgedistill.export import export_target
+    from edgedistill.targets import load_target
+
+    config = _config_from_args(args)
+    target = load_target(args.target)
+    data = load_task_data(config.data, seed=config.seed)
+    artifact = export_target(Path(args.model), target, data, Path(args.out), max_length=config.data.max_length,
+                             threads=config.threads, calibration_samples=config.data.calibration_samples,
+                             seed=config.seed, verify_samples=args.verify_samples)
+    parity = artifact.info["parity"]
+    print(json.dumps({"artifact": str(artifact.path), "target": target.name,
+                      "files": {k: v["bytes"] for k, v in artifact.info["files"].items()},
+                      "parity": {k: parity[k] for k in ("samples", "max_abs", "agreement",
+                                                         "source_accuracy", "artifact_accuracy", "passed")}},
+                     indent=2))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Re-check an artifact's files and, with data, its parity with the source model."""
+    from pathlib import Path
+
+    from edgedistill.data import load_task_data
+    from edgedistill.export import verify_artifact
+
+    config = _config_from_args(args)
+    data = None if args.files_only else load_task_data(config.data, seed=config.seed)
+    result = verify_artifact(Path(args.artifact), data, threads=config.threads,
+                             verify_samples=args.verify_samples)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    """List the target profiles, one line each."""
+    from edgedistill.targets import list_targets
+
+    for target in list_targets():
+        print(f"{target.name:34s} {target.backend:8s} {target.precision:13s} {target.description}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgedistill",
@@ -168,6 +220,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "folders with metrics.json). Settings: the distill section of `edgedistill config`.\n"
                    "Multi-process: torchrun --nproc_per_node=N -m edgedistill distill ... (or accelerate launch).")
     distill.add_argument("--force", action="store_true", help="retrain even when the cache is valid")
+    export = verb("export", cmd_export, "export one model for one target, verified",
+                  "Converts a save_pretrained folder with the target's backend and precision, loads the\n"
+                  "result in its own runtime, and compares it with the PyTorch model on the eval split\n"
+                  "(fp32: max |logit diff| <= 1e-4; fp16: label agreement >= 99%; int8: >= 98%; reduced\n"
+                  "precisions: accuracy drop <= 1 point). Only a verified artifact is written (atomically).\n"
+                  "int8-static calibrates on data.calibration_samples training sentences.")
+    export.add_argument("--model", required=True, metavar="DIR", help="a save_pretrained classifier folder")
+    export.add_argument("--target", required=True, metavar="NAME_OR_YAML",
+                        help="a profile name from `edgedistill targets`, or a target YAML file")
+    export.add_argument("--out", required=True, metavar="DIR", help="the artifact folder to write")
+    export.add_argument("--verify-samples", type=int, metavar="N", help="verify on the first N eval rows")
+    check = verb("verify", cmd_verify, "re-check an artifact against its record and its source",
+                 "Recomputes every file's sha256 against artifact.json (names what changed), then\n"
+                 "re-runs the parity gate against the source model recorded in artifact.json.")
+    check.add_argument("artifact", metavar="ARTIFACT_DIR")
+    check.add_argument("--files-only", action="store_true", help="check hashes only, no parity run")
+    check.add_argument("--verify-samples", type=int, metavar="N", help="verify on the first N eval rows")
+    verb("targets", cmd_targets, "list the target profiles",
+         "Each profile in targets/ names a backend, a precision and options; pass its name to --target,\n"
+         "or copy one and pass the YAML file.")
     return parser
 
 

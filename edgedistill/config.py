@@ -99,6 +99,35 @@ class DistillConfig(_Section):
         return self
 
 
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static", "int8-weights", "palettize-6", "palettize-4")
+BACKENDS = ("pytorch", "onnx", "tflite", "coreml")
+
+
+class Tolerance(_Section):
+    """The verification gate: how close an artifact must stay to the PyTorch model it came from.
+
+    fp32 artifacts are held to ``max_abs`` on logits; reduced precisions to label agreement and the
+    accuracy drop (in points) on the eval text. Unset values take the precision's default.
+    """
+
+    max_abs: float | None = Field(None, gt=0)
+    min_agreement: float | None = Field(None, ge=0, le=1)
+    max_accuracy_drop: float | None = Field(None, ge=0)
+
+
+class TargetConfig(_Section):
+    """One deployment point: a backend, a precision, and the backend's options."""
+
+    name: str
+    backend: Literal["pytorch", "onnx", "tflite", "coreml"]
+    precision: Literal["fp32", "fp16", "int8-dynamic", "int8-static", "int8-weights", "palettize-6",
+                       "palettize-4"] = "fp32"
+    description: str = ""
+    # Backend options, e.g. onnx: fused, per_channel, calibration (minmax | percentile | entropy).
+    options: dict[str, Any] = Field(default_factory=dict)
+    tolerance: Tolerance = Tolerance()
+
+
 class Config(_Section):
     """A whole run."""
 

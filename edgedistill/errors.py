@@ -23,6 +23,10 @@ class ModelError(EdgeDistillError):
     """A model folder or hub id cannot be used (missing, foreign format, unsupported family)."""
 
 
+class ExportError(EdgeDistillError):
+    """A backend could not convert or quantize a model; the message says what to change."""
+
+
 class MissingDependencyError(EdgeDistillError):
     """An optional dependency is not installed; the message names the install extra."""
 

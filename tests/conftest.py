@@ -91,3 +91,49 @@ def requires_shared_sst2() -> pytest.MarkDecorator:
 
 
 os.environ.setdefault("WANDB_DISABLED", "true")
+
+
+def train_tiny_classifier(folder: Path, tokenizer_dir: Path, data_dir: Path, *, steps: int = 120,
+                          seed: int = 0) -> Path:
+    """A tiny DistilBERT classifier trained on the toy task: confident logits, so int8 gates mean something."""
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    from edgedistill.config import DataConfig
+    from edgedistill.data import load_task_data
+
+    torch.set_num_threads(1)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, model_input_names=["input_ids", "attention_mask"])
+    data = load_task_data(DataConfig(dataset=str(data_dir), label_names=["negative", "positive"]))
+    torch.manual_seed(seed)
+    model = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+        max_position_embeddings=128, dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0,
+        id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}))
+    batch = tokenizer(data.train.texts, padding=True, return_tensors="pt")
+    labels = torch.tensor(data.train.labels)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(steps):
+        rows = torch.randint(0, len(labels), (16,))
+        loss = model(input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows],
+                     labels=labels[rows]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def export_data_dir(tmp_path_factory) -> Path:
+    """Toy data with a larger eval split (agreement steps of 0.5%, not 3%)."""
+    folder = tmp_path_factory.mktemp("export_data")
+    write_tsv(folder / "train.tsv", toy_rows(256, seed=3))
+    write_tsv(folder / "dev.tsv", toy_rows(200, seed=4))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_student_dir(tmp_path_factory, tiny_tokenizer_dir, export_data_dir) -> Path:
+    return train_tiny_classifier(tmp_path_factory.mktemp("tiny_student"), tiny_tokenizer_dir, export_data_dir)

@@ -1,0 +1,99 @@
+"""The one contract every backend meets, the artifact folder, and the backend registry.
+
+A backend is one module with two verbs:
+
+* ``export(model_dir, target, calibration, out_dir) -> list[Path]``: write the model file(s) for a
+  target into ``out_dir`` (an empty temporary folder) and return them;
+* ``load(artifact, threads) -> Runner`` where ``Runner.predict(input_ids, attention_mask) -> logits``,
+  numpy int64 in, float32 out.
+
+Everything else (tokenizer files, ``artifact.json``, the parity gate, atomic publication) is done once,
+in :mod:`edgedistill.export`, for all backends. Adding a format is one module and one registry line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgedistill.config import TargetConfig
+from edgedistill.errors import ConfigError, EdgeDistillError, require
+
+ARTIFACT_FILE = "artifact.json"
+
+# backend name -> (module, install extra, importable module that the extra provides)
+_REGISTRY: dict[str, tuple[str, str, str | None]] = {
+    "pytorch": ("edgedistill.backends.pytorch", "", None),
+    "onnx": ("edgedistill.backends.onnx", "onnx", "onnxruntime"),
+}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Real task text for static quantization, and the sequence length it is tokenized to."""
+
+    texts: list[str]
+    max_length: int
+
+
+class Runner(Protocol):
+    def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+class Backend(Protocol):
+    name: str
+    precisions: tuple[str, ...]
+
+    def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
+               out_dir: Path) -> list[Path]: ...
+
+    def load(self, artifact: Artifact, threads: int) -> Runner: ...
+
+
+class ParityError(EdgeDistillError):
+    """An artifact disagrees with the PyTorch model it came from beyond the target's tolerance."""
+
+
+@dataclass
+class Artifact:
+    """A published artifact folder and its ``artifact.json``."""
+
+    path: Path
+    info: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: Path) -> Artifact:
+        path = Path(path)
+        record = path / ARTIFACT_FILE
+        if not record.is_file():
+            raise EdgeDistillError(f"{path} is not an edgedistill artifact (no {ARTIFACT_FILE})")
+        try:
+            return cls(path, json.loads(record.read_text(encoding="utf-8")))
+        except ValueError as exc:
+            raise EdgeDistillError(f"{record} is not valid JSON: {exc}") from None
+
+    @property
+    def target(self) -> TargetConfig:
+        return TargetConfig.model_validate(self.info["target"])
+
+    @property
+    def model_files(self) -> list[Path]:
+        return [self.path / name for name in self.info["model_files"]]
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown backend {name!r}; available: {', '.join(_REGISTRY)}")
+    module_name, extra, probe = _REGISTRY[name]
+    if probe:
+        require(probe, extra)
+    return importlib.import_module(module_name).BACKEND

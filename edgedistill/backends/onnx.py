@@ -1,0 +1,211 @@
+"""ONNX backend: optimum-onnx exports, ONNX Runtime optimizes, quantizes and runs.
+
+Precisions and options (``target.options``):
+
+* ``fp32`` — ``optimum.exporters.onnx.main_export``: dynamic batch and sequence axes.
+* ``fp16`` — ``onnxruntime.transformers.float16`` with float32 inputs/outputs kept. On the CPU
+  provider it is a size win, not a speed win (it is a GPU / NPU format).
+* ``int8-dynamic`` — ``ORTQuantizer`` with the host's ``AutoQuantizationConfig`` (avx512_vnni, avx2 or
+  arm64), ``per_channel`` option (default false).
+* ``int8-static`` — ``ORTQuantizer`` calibrated on real task text; ``calibration``: minmax (default),
+  percentile or entropy.
+* ``fused: true`` (any precision) — ``ORTOptimizer`` level-2 graph fusion (attention, GELU,
+  LayerNorm) first. ORTQuantizer cannot shape-infer a fused graph, so fused int8-dynamic uses
+  ``onnxruntime.quantization.quantize_dynamic`` directly; fused int8-static is not offered.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedistill.backends.base import Artifact, Calibration
+from edgedistill.config import TargetConfig
+from edgedistill.errors import ConfigError, ExportError, ModelError
+
+log = logging.getLogger("edgedistill.onnx")
+
+MODEL_FILE = "model.onnx"
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+_OPTIONS = {"fused", "per_channel", "calibration", "opset"}
+
+
+def _isa_quantization_config(is_static: bool, per_channel: bool) -> Any:
+    """optimum's AutoQuantizationConfig for this CPU: the kernels ONNX Runtime will actually use."""
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    from edgedistill.host import host_info
+
+    isa = set(host_info()["isa"])
+    if "avx512_vnni" in isa:
+        factory = AutoQuantizationConfig.avx512_vnni
+    elif "avx512f" in isa:
+        factory = AutoQuantizationConfig.avx512
+    elif "avx2" in isa:
+        factory = AutoQuantizationConfig.avx2
+    else:
+        factory = AutoQuantizationConfig.arm64
+    return factory(is_static=is_static, per_channel=per_channel)
+
+
+class OnnxRunner:
+    """An ONNX Runtime CPU session; feeds ``token_type_ids`` zeros when the graph asks for them."""
+
+    def __init__(self, model_path: Path, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for corrupt or foreign files
+            raise ModelError(f"ONNX Runtime cannot load {model_path}: {exc}") from None
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.output = self.session.get_outputs()[0].name
+
+    def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        ids = np.asarray(input_ids, dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.asarray(attention_mask, dtype=np.int64)}
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        return self.session.run([self.output], {k: v for k, v in feed.items() if k in self.inputs})[0].astype(
+            np.float32)
+
+
+class OnnxBackend:
+    name = "onnx"
+    precisions = ("fp32", "fp16", "int8-dynamic", "int8-static")
+
+    def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
+               out_dir: Path) -> list[Path]:
+        options = self._check(target)
+        with tempfile.TemporaryDirectory(prefix="edgedistill-onnx-") as scratch:
+            scratch = Path(scratch)
+            exported = self._export_fp32(model_dir, scratch / "fp32", options)
+            if options.get("fused"):
+                exported = self._fuse(exported, scratch / "fused")
+            final = out_dir / MODEL_FILE
+            if target.precision == "fp32":
+                shutil.copy2(exported, final)
+            elif target.precision == "fp16":
+                self._to_fp16(exported, final)
+            elif target.precision == "int8-dynamic":
+                self._quantize_dynamic(exported, final, bool(options.get("per_channel", False)),
+                                       fused=bool(options.get("fused")))
+            else:
+                self._quantize_static(model_dir, exported, final, calibration, options)
+        return [final]
+
+    def load(self, artifact: Artifact, threads: int) -> OnnxRunner:
+        return OnnxRunner(artifact.path / MODEL_FILE, threads)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _check(self, target: TargetConfig) -> dict[str, Any]:
+        if target.precision not in self.precisions:
+            raise ConfigError(f"target {target.name}: the onnx backend has no precision {target.precision!r}; "
+                              f"choose one of: {', '.join(self.precisions)}")
+        options = dict(target.options)
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise ConfigError(f"target {target.name}: unknown onnx options {sorted(unknown)}; "
+                              f"valid: {', '.join(sorted(_OPTIONS))}")
+        method = options.get("calibration", "minmax")
+        if method not in CALIBRATION_METHODS:
+            raise ConfigError(f"target {target.name}: calibration {method!r} is not one of "
+                              f"{', '.join(CALIBRATION_METHODS)}")
+        if target.precision == "int8-static" and options.get("fused"):
+            raise ConfigError(f"target {target.name}: int8-static on a fused graph is not supported "
+                              "(ORTQuantizer cannot shape-infer fused attention); set fused: false")
+        return options
+
+    @staticmethod
+    def _export_fp32(model_dir: Path, out: Path, options: dict[str, Any]) -> Path:
+        from optimum.exporters.onnx import main_export
+
+        main_export(str(model_dir), output=out, task="text-classification", opset=options.get("opset"),
+                    do_validation=False, local_files_only=True)
+        return out / MODEL_FILE
+
+    @staticmethod
+    def _fuse(model: Path, out: Path) -> Path:
+        from optimum.onnxruntime import ORTOptimizer
+        from optimum.onnxruntime.configuration import OptimizationConfig
+        from transformers import AutoConfig
+
+        optimizer = ORTOptimizer(onnx_model_path=[model], config=AutoConfig.from_pretrained(model.parent))
+        optimizer.optimize(OptimizationConfig(optimization_level=2, optimize_for_gpu=False), out,
+                           file_suffix=None)
+        return out / MODEL_FILE
+
+    @staticmethod
+    def _to_fp16(model: Path, final: Path) -> None:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        converted = convert_float_to_float16(onnx.load(str(model)), keep_io_types=True)
+        onnx.save(converted, str(final))
+
+    @staticmethod
+    def _quantize_dynamic(model: Path, final: Path, per_channel: bool, fused: bool) -> None:
+        if fused:
+            import onnx
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(model), str(final), per_channel=per_channel, weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            return
+        from optimum.onnxruntime import ORTQuantizer
+
+        quantizer = ORTQuantizer.from_pretrained(model.parent, file_name=model.name)
+        written = quantizer.quantize(_isa_quantization_config(False, per_channel), model.parent / "q",
+                                     file_suffix=None)
+        shutil.copy2(Path(written) / MODEL_FILE, final)
+
+    @staticmethod
+    def _quantize_static(model_dir: Path, model: Path, final: Path, calibration: Calibration | None,
+                         options: dict[str, Any]) -> None:
+        from datasets import Dataset
+        from optimum.onnxruntime import ORTQuantizer
+        from optimum.onnxruntime.configuration import AutoCalibrationConfig
+        from transformers import AutoTokenizer
+
+        if calibration is None or not calibration.texts:
+            raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
+                              "(data.calibration_samples, and a non-empty train split)")
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        import onnx
+
+        graph_inputs = {i.name for i in onnx.load(str(model), load_external_data=False).graph.input}
+        encoded = tokenizer(calibration.texts, padding="max_length", truncation=True,
+                            max_length=calibration.max_length,
+                            return_token_type_ids="token_type_ids" in graph_inputs)
+        dataset = Dataset.from_dict({k: encoded[k] for k in encoded if k in graph_inputs})
+        method = options.get("calibration", "minmax")
+        if method == "minmax":
+            calib_config = AutoCalibrationConfig.minmax(dataset)
+        elif method == "percentile":
+            calib_config = AutoCalibrationConfig.percentiles(dataset, percentile=99.999)
+        else:
+            calib_config = AutoCalibrationConfig.entropy(dataset)
+        quantizer = ORTQuantizer.from_pretrained(model.parent, file_name=model.name)
+        qconfig = _isa_quantization_config(True, bool(options.get("per_channel", False)))
+        try:
+            ranges = quantizer.fit(dataset=dataset, calibration_config=calib_config,
+                                   onnx_augmented_model_name=model.parent / "augmented.onnx", batch_size=16)
+        except ValueError as exc:  # histogram calibrators refuse tensors whose range is degenerate
+            raise ExportError(f"{method} calibration failed on {len(calibration.texts)} sentences ({exc}); "
+                              "try calibration: minmax, or more calibration text") from None
+        written = quantizer.quantize(qconfig, model.parent / "q", calibration_tensors_range=ranges,
+                                     file_suffix=None)
+        shutil.copy2(Path(written) / MODEL_FILE, final)
+
+
+BACKEND = OnnxBackend()

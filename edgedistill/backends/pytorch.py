@@ -1,0 +1,59 @@
+"""The PyTorch reference backend: teacher, student and baseline checkpoints as they are.
+
+Every other backend is verified against this runner, and the benchmark measures it side by side.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgedistill.backends.base import Artifact, Calibration
+from edgedistill.config import TargetConfig
+from edgedistill.errors import ConfigError, ModelError
+
+WEIGHT_FILES = ("model.safetensors", "config.json")
+
+
+class PyTorchRunner:
+    """``predict`` on a ``save_pretrained`` classifier folder, fp32, eval mode, no gradients."""
+
+    def __init__(self, model_dir: Path, threads: int):
+        from transformers import AutoModelForSequenceClassification
+
+        torch.set_num_threads(threads)
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the PyTorch model in {model_dir}: {exc}") from None
+
+    @torch.inference_mode()
+    def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        logits = self.model(input_ids=torch.from_numpy(np.asarray(input_ids, dtype=np.int64)),
+                            attention_mask=torch.from_numpy(np.asarray(attention_mask, dtype=np.int64))).logits
+        return logits.float().numpy()
+
+
+class PyTorchBackend:
+    name = "pytorch"
+    precisions = ("fp32",)
+
+    def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
+               out_dir: Path) -> list[Path]:
+        if target.precision != "fp32":
+            raise ConfigError(f"target {target.name}: the pytorch backend runs fp32 only, "
+                              f"got precision {target.precision!r}")
+        files = []
+        for name in WEIGHT_FILES:
+            shutil.copy2(Path(model_dir) / name, out_dir / name)
+            files.append(out_dir / name)
+        return files
+
+    def load(self, artifact: Artifact, threads: int) -> PyTorchRunner:
+        return PyTorchRunner(artifact.path, threads)
+
+
+BACKEND = PyTorchBackend()

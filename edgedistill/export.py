@@ -1,0 +1,154 @@
+"""The export stage: backend.export -> verify against the source -> publish the artifact folder.
+
+An artifact is published (renamed into place) only after it loads in its runtime and passes its
+parity gate; a failure raises a named error with the numbers and leaves no folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from edgedistill.atomic import atomic_directory, write_json_atomic
+from edgedistill.backends.base import ARTIFACT_FILE, Artifact, Calibration, ParityError, get_backend
+from edgedistill.config import TargetConfig
+from edgedistill.data import TaskData
+from edgedistill.errors import EdgeDistillError, ModelError
+from edgedistill.hashing import sha256_file, sha256_json
+from edgedistill.host import host_info, library_versions
+
+log = logging.getLogger("edgedistill.export")
+
+SCHEMA_VERSION = 1
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+SOURCE_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
+
+
+def source_hash(model_dir: Path) -> str:
+    """The content hash of a model's weights and config: what an artifact is derived from."""
+    files = [Path(model_dir) / name for name in SOURCE_FILES if (Path(model_dir) / name).is_file()]
+    return sha256_json({f.name: sha256_file(f) for f in files})
+
+
+def file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    return {
+        p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ARTIFACT_FILE
+    }
+
+
+def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Path, *, max_length: int,
+                  threads: int, calibration_samples: int, seed: int, verify_samples: int | None = None
+                  ) -> Artifact:
+    """Export ``model_dir`` for ``target`` into ``out``, verified, atomically."""
+    from transformers import AutoTokenizer
+
+    from edgedistill.backends.pytorch import PyTorchRunner
+    from edgedistill.verify import compare, padded_batches, tolerance_for
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ModelError(f"{model_dir} is not a save_pretrained model folder (no config.json)")
+    backend = get_backend(target.backend)
+    calibration = Calibration(data.calibration_texts(calibration_samples, seed), max_length) \
+        if target.precision == "int8-static" else None
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    texts = data.eval.texts[:verify_samples] if verify_samples else data.eval.texts
+    labels = data.eval.labels[: len(texts)]
+    batches = list(padded_batches(texts, tokenizer, max_length))
+    tolerance = tolerance_for(target.precision, target.tolerance)
+    log.info("export %s: %s %s from %s", target.name, target.backend, target.precision, model_dir)
+    with atomic_directory(out) as tmp:
+        started = time.perf_counter()
+        model_files = backend.export(model_dir, target, calibration, tmp)
+        export_s = time.perf_counter() - started
+        for name in ("config.json", *TOKENIZER_FILES):
+            if (model_dir / name).is_file() and not (tmp / name).exists():
+                shutil.copy2(model_dir / name, tmp / name)
+        draft = Artifact(tmp, {"target": target.model_dump(), "model_files": [p.name for p in model_files]})
+        runner = backend.load(draft, threads)
+        report = compare(PyTorchRunner(model_dir, threads), runner, batches, labels, tolerance)
+        if not report.passed:
+            raise ParityError(
+                f"target {target.name}: the {target.backend} {target.precision} artifact failed verification "
+                f"against {model_dir} on {report.samples} eval sentences: " + "; ".join(report.failures)
+                + f" (max |diff| {report.max_abs:.3g}, agreement {report.agreement:.2%}). No artifact was written."
+            )
+        config = json.loads((model_dir / "config.json").read_text())
+        info = {
+            "schema": SCHEMA_VERSION,
+            "target": target.model_dump(),
+            "source": {"path": str(model_dir.resolve()), "sha256": source_hash(model_dir),
+                       "model_type": config.get("model_type")},
+            "model_files": [p.name for p in model_files],
+            "files": file_records(tmp),
+            "label_names": [config.get("id2label", {}).get(str(i), str(i))
+                            for i in range(len(config.get("id2label", {})) or 2)],
+            "max_length": max_length,
+            "tools": library_versions(),
+            "parity": report.as_dict(),
+            "export_seconds": round(export_s, 2),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "host": host_info(threads),
+        }
+        write_json_atomic(tmp / ARTIFACT_FILE, info)
+    log.info("export %s: verified (%s) and written to %s", target.name, _summary(report), out)
+    return Artifact(out, info)
+
+
+def _summary(report: Any) -> str:
+    return (f"max |diff| {report.max_abs:.2g}, agreement {report.agreement:.2%}, "
+            f"accuracy {report.source_accuracy:.4f} -> {report.artifact_accuracy:.4f}")
+
+
+def check_files(artifact: Artifact) -> list[str]:
+    """Problems with an artifact's files against its record: changed, missing or unexpected files."""
+    problems = []
+    recorded = artifact.info.get("files", {})
+    actual = file_records(artifact.path)
+    for name, record in recorded.items():
+        if name not in actual:
+            problems.append(f"{name}: missing")
+        elif actual[name]["sha256"] != record["sha256"]:
+            problems.append(f"{name}: changed since export (sha256 {actual[name]['sha256'][:12]}, "
+                            f"recorded {record['sha256'][:12]}; {actual[name]['bytes']} bytes, "
+                            f"recorded {record['bytes']})")
+    problems += [f"{name}: not part of the artifact" for name in actual if name not in recorded]
+    return problems
+
+
+def verify_artifact(path: Path, data: TaskData | None, *, threads: int, verify_samples: int | None = None
+                    ) -> dict[str, Any]:
+    """Re-check an artifact: file hashes, then (with data and the source at hand) the parity gate."""
+    from transformers import AutoTokenizer
+
+    from edgedistill.backends.pytorch import PyTorchRunner
+    from edgedistill.verify import compare, padded_batches, tolerance_for
+
+    artifact = Artifact.open(path)
+    problems = check_files(artifact)
+    if problems:
+        raise EdgeDistillError(f"{path}: the artifact's files do not match artifact.json:\n  " + "\n  ".join(problems))
+    result: dict[str, Any] = {"artifact": str(path), "files": "ok"}
+    source = Path(artifact.info["source"]["path"])
+    if data is None or not source.is_dir():
+        result["parity"] = f"skipped: source model {source} not found" if data else "skipped: no data"
+        return result
+    if source_hash(source) != artifact.info["source"]["sha256"]:
+        raise EdgeDistillError(f"{path}: its source model {source} changed since export; re-export it")
+    target = artifact.target
+    backend = get_backend(target.backend)
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
+    texts = data.eval.texts[:verify_samples] if verify_samples else data.eval.texts
+    batches = list(padded_batches(texts, tokenizer, artifact.info.get("max_length", 128)))
+    report = compare(PyTorchRunner(source, threads), backend.load(artifact, threads), batches,
+                     data.eval.labels, tolerance_for(target.precision, target.tolerance))
+    if not report.passed:
+        raise ParityError(f"{path}: verification failed: " + "; ".join(report.failures))
+    result["parity"] = report.as_dict()
+    return result
