@@ -23,6 +23,8 @@ The stages, in order (each reads what the one before wrote under the workdir):
   export    one model, one target -> a verified artifact folder (model files, tokenizer, artifact.json)
   verify    re-check an artifact: file hashes, then parity against its source model
   targets   list the target profiles in targets/
+  bench     latency, memory, size and accuracy of every model, each in its own process -> report
+  compare   two reports side by side
 
 Examples:
   edgedistill teacher --data ../shared/data/sst2            # the packaged MiniLM teacher on SST-2
@@ -33,6 +35,7 @@ Examples:
   torchrun --nproc_per_node=2 -m edgedistill distill --data ../shared/data/sst2   # DDP (gloo on CPU)
   edgedistill export --model runs/default/student --target onnx-int8-dynamic --out artifacts/onnx-int8
   edgedistill verify artifacts/onnx-int8 --data ../shared/data/sst2
+  edgedistill bench --data ../shared/data/sst2               # everything in runs/default -> runs/default/report
 
 Run `edgedistill VERB --help` for the options of each verb.
 """
@@ -179,6 +182,60 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmark checkpoints and artifacts, each in its own process, into one report."""
+    from pathlib import Path
+
+    from edgedistill.bench.harness import BenchSettings, discover, run_bench
+    from edgedistill.bench.report import write_report
+    from edgedistill.data import load_task_data
+    from edgedistill.errors import EdgeDistillError
+
+    config = _config_from_args(args)
+    paths = [Path(p) for p in args.paths] or [Path(config.workdir)]
+    items = discover(paths)
+    if not items:
+        raise EdgeDistillError(f"nothing to benchmark in {', '.join(map(str, paths))}: no teacher/, student/, "
+                               "baseline/ or artifacts/*/artifact.json")
+    data = load_task_data(config.data, seed=config.seed)
+    texts = data.eval.texts[: args.eval_samples] if args.eval_samples else data.eval.texts
+    settings = BenchSettings(threads=config.threads, batch_sizes=args.batch_sizes, seq_lengths=args.seq_lengths,
+                             reference=(args.batch_sizes[0], max(args.seq_lengths)),
+                             max_length=max(max(args.seq_lengths), config.data.max_length),
+                             real_samples=min(args.real_samples, len(texts)))
+    if args.min_time is not None:
+        settings.timing["min_s"] = args.min_time
+    out = Path(args.out) if args.out else Path(config.workdir) / "report"
+    report = run_bench(items, texts, data.eval.labels[: len(texts)], settings, out)
+    for path in write_report(report, out):
+        print(path)
+    failed = [r["name"] for r in report["rows"] if r["status"] != "ok"]
+    if failed:
+        print(f"edgedistill bench: {len(failed)} row(s) failed: {', '.join(failed)} (see report.md)",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print two report.json files side by side."""
+    from pathlib import Path
+
+    from edgedistill.bench.report import compare_reports
+
+    sys.stdout.write(compare_reports(Path(args.a), Path(args.b)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgedistill",
@@ -237,6 +294,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("artifact", metavar="ARTIFACT_DIR")
     check.add_argument("--files-only", action="store_true", help="check hashes only, no parity run")
     check.add_argument("--verify-samples", type=int, metavar="N", help="verify on the first N eval rows")
+    bench = verb("bench", cmd_bench, "benchmark models and artifacts into one report",
+                 "Measures each checkpoint (in PyTorch) and each artifact (in its own runtime) in a fresh\n"
+                 "process: load time, peak RSS, eval accuracy, agreement with the teacher and the fp32\n"
+                 "student, max logit drift, and latency (first run, warm-up, then mean/std/p50/p90/p99)\n"
+                 "over batch sizes x sequence lengths, plus real eval-set lengths at batch 1.\n"
+                 "Writes report.json (the source), report.md, report.csv and PNG plots.")
+    bench.add_argument("paths", nargs="*", metavar="PATH",
+                       help="model folders, artifact folders or workdirs (default: the workdir)")
+    bench.add_argument("--out", metavar="DIR", help="report folder (default: <workdir>/report)")
+    bench.add_argument("--batch-sizes", type=_int_list, default=(1, 8), metavar="1,8")
+    bench.add_argument("--seq-lengths", type=_int_list, default=(16, 32, 64, 128), metavar="16,32,64,128")
+    bench.add_argument("--eval-samples", type=int, metavar="N", help="accuracy on the first N eval rows")
+    bench.add_argument("--real-samples", type=int, default=300, metavar="N",
+                       help="eval sentences timed one by one at their real length (default 300)")
+    bench.add_argument("--min-time", type=float, metavar="S", help="minimum timed seconds per shape (default 1)")
+    compare = verb("compare", cmd_compare, "set two reports side by side",
+                   "Matches rows by name and prints latency ratios, accuracy and size of both (Markdown).")
+    compare.add_argument("a", metavar="A/report.json")
+    compare.add_argument("b", metavar="B/report.json")
     verb("targets", cmd_targets, "list the target profiles",
          "Each profile in targets/ names a backend, a precision and options; pass its name to --target,\n"
          "or copy one and pass the YAML file.")

@@ -23,6 +23,12 @@ def configure_console(verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("[edgedistill] %(message)s"))
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    quiet_third_party()
+
+
+def quiet_third_party() -> None:
+    """torchao (pulled in by litert-torch) logs a warning per missing CUDA kernel at import: not ours."""
+    logging.getLogger("torchao").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,218 @@
+"""Run the benchmark: each model in its own worker process, then agreement and ratios across rows.
+
+A row whose worker crashes, times out or cannot load becomes an error row; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedistill.host import host_info
+
+log = logging.getLogger("edgedistill.bench")
+
+SCHEMA = "edgedistill.report/1"
+ROLE_ORDER = {"teacher": 0, "student": 1, "baseline": 2}
+CHECKPOINT_ROLES = ("teacher", "student", "baseline")
+
+
+@dataclass
+class BenchItem:
+    name: str
+    role: str
+    kind: str  # "checkpoint" (a save_pretrained folder, run in PyTorch) or "artifact"
+    path: Path
+    backend: str
+    precision: str
+    target: str
+    source: Path | None = None
+
+
+@dataclass
+class BenchSettings:
+    threads: int = 2
+    batch_sizes: tuple[int, ...] = (1, 8)
+    seq_lengths: tuple[int, ...] = (16, 32, 64, 128)
+    reference: tuple[int, int] = (1, 128)
+    max_length: int = 128
+    real_samples: int = 300
+    timeout_s: int = 900
+    timing: dict[str, Any] = field(default_factory=lambda: {"warmup_runs": 3, "warmup_s": 0.3,
+                                                             "min_runs": 20, "min_s": 1.0})
+
+
+def discover(paths: list[Path]) -> list[BenchItem]:
+    """Bench items from checkpoint folders, artifact folders, or a workdir holding both."""
+    items: list[BenchItem] = []
+    for path in paths:
+        path = Path(path)
+        if (path / "artifact.json").is_file():
+            items.append(_artifact_item(path))
+        elif (path / "config.json").is_file():
+            items.append(_checkpoint_item(path))
+        elif path.is_dir():
+            for role in CHECKPOINT_ROLES:
+                if (path / role / "config.json").is_file():
+                    items.append(_checkpoint_item(path / role))
+            for artifact in sorted((path / "artifacts").glob("*/artifact.json")):
+                items.append(_artifact_item(artifact.parent))
+        else:
+            from edgedistill.errors import EdgeDistillError
+
+            raise EdgeDistillError(f"{path}: not a model folder, an artifact folder or a workdir")
+    return sorted(items, key=lambda i: (ROLE_ORDER.get(i.role, 9), i.kind != "checkpoint", i.name))
+
+
+def _role_of(model_dir: Path) -> str:
+    try:
+        return json.loads((model_dir / "metrics.json").read_text())["role"]
+    except (OSError, ValueError, KeyError):
+        return model_dir.name
+
+
+def _checkpoint_item(path: Path) -> BenchItem:
+    role = _role_of(path)
+    return BenchItem(f"{role}-pytorch-fp32", role, "checkpoint", path, "pytorch", "fp32", "pytorch-fp32")
+
+
+def _artifact_item(path: Path) -> BenchItem:
+    info = json.loads((path / "artifact.json").read_text())
+    source = Path(info["source"]["path"])
+    role = _role_of(source)
+    target = info["target"]
+    return BenchItem(f"{role}-{target['name']}", role, "artifact", path, target["backend"], target["precision"],
+                     target["name"], source)
+
+
+def _size_bytes(item: BenchItem) -> int:
+    if item.kind == "checkpoint":
+        return (item.path / "model.safetensors").stat().st_size
+    info = json.loads((item.path / "artifact.json").read_text())
+    return sum(info["files"][name]["bytes"] for name in info["model_files"])
+
+
+def count_parameters(model_dir: Path) -> int:
+    """Parameters from the safetensors header alone (no torch import)."""
+    with open(model_dir / "model.safetensors", "rb") as handle:
+        header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+    return int(sum(np.prod(t["shape"]) for name, t in header.items() if name != "__metadata__"))
+
+
+def run_bench(items: list[BenchItem], texts: list[str], labels: list[int], settings: BenchSettings,
+              out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Measure every item in its own process; return the report (schema ``SCHEMA``)."""
+    from tqdm import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, logits = [], {}
+    with tempfile.TemporaryDirectory(prefix="edgedistill-bench-") as scratch:
+        scratch = Path(scratch)
+        eval_file = scratch / "eval.json"
+        eval_file.write_text(json.dumps({"texts": texts}))
+        for item in tqdm(items, desc="bench", unit="model", disable=not progress):
+            row, row_logits = _measure(item, eval_file, settings, scratch)
+            rows.append(row)
+            if row_logits is not None:
+                logits[item.name] = row_logits
+    _cross_row_metrics(rows, logits, np.asarray(labels), settings)
+    return {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": host_info(settings.threads),
+        "settings": {
+            "threads": settings.threads, "batch_sizes": list(settings.batch_sizes),
+            "seq_lengths": list(settings.seq_lengths),
+            "reference": {"batch": settings.reference[0], "seq": settings.reference[1]},
+            "max_length": settings.max_length, "real_samples": settings.real_samples,
+            "timing": settings.timing, "eval_samples": len(texts),
+            "isolation": "one fresh process per model",
+        },
+        "rows": rows,
+    }
+
+
+def _measure(item: BenchItem, eval_file: Path, settings: BenchSettings, scratch: Path
+             ) -> tuple[dict[str, Any], np.ndarray | None]:
+    row: dict[str, Any] = {
+        "name": item.name, "role": item.role, "backend": item.backend, "precision": item.precision,
+        "target": item.target, "path": str(item.path), "source": str(item.source) if item.source else None,
+        "threads": settings.threads, "status": "ok",
+    }
+    try:
+        row["size_bytes"] = _size_bytes(item)
+        row["parameters"] = count_parameters(item.source or item.path)
+    except (OSError, ValueError, KeyError) as exc:
+        row["size_bytes"] = row["parameters"] = None
+        log.warning("%s: could not read size/parameters: %s", item.name, exc)
+    spec = {
+        "path": str(item.path), "kind": item.kind, "threads": settings.threads,
+        "batch_sizes": list(settings.batch_sizes), "seq_lengths": list(settings.seq_lengths),
+        "max_length": settings.max_length, "real_samples": settings.real_samples, "timing": settings.timing,
+        "eval_file": str(eval_file), "logits_file": str(scratch / f"{item.name}.npy"),
+        "result_file": str(scratch / f"{item.name}.json"),
+    }
+    spec_file = scratch / f"{item.name}.spec.json"
+    spec_file.write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": str(settings.threads), "TOKENIZERS_PARALLELISM": "false"}
+    try:
+        done = subprocess.run([sys.executable, "-m", "edgedistill.bench.worker", str(spec_file)],
+                              capture_output=True, text=True, timeout=settings.timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        row.update(status="error", error=f"timed out after {settings.timeout_s} s")
+        return row, None
+    if done.returncode != 0 or not Path(spec["result_file"]).is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-6:]
+        row.update(status="error", error=f"worker exited with status {done.returncode}: " + " | ".join(tail))
+        log.warning("%s: %s", item.name, row["error"])
+        return row, None
+    row.update(json.loads(Path(spec["result_file"]).read_text()))
+    return row, np.load(spec["logits_file"])
+
+
+def _reference_latency(row: dict[str, Any], settings: BenchSettings) -> dict[str, Any] | None:
+    batch, seq = settings.reference
+    return next((p for p in row.get("latency", []) if p["batch"] == batch and p["seq"] == seq), None)
+
+
+def _cross_row_metrics(rows: list[dict[str, Any]], logits: dict[str, np.ndarray], labels: np.ndarray,
+                       settings: BenchSettings) -> None:
+    """Accuracy, agreement with the teacher and the fp32 student, logit drift, speed-ups and size ratios."""
+    from edgedistill.training import classification_metrics
+
+    by_path = {r["path"]: r for r in rows if r["backend"] == "pytorch"}
+    teacher = next((r for r in rows if r["role"] == "teacher" and r["backend"] == "pytorch"), None)
+    student = next((r for r in rows if r["role"] == "student" and r["backend"] == "pytorch"), None)
+    for row in rows:
+        ref = _reference_latency(row, settings)
+        row["reference_latency"] = ref
+        if row["name"] not in logits:
+            continue
+        own = logits[row["name"]]
+        metrics = classification_metrics(own, labels)
+        row["accuracy"], row["f1_macro"] = metrics["accuracy"], metrics["f1_macro"]
+        for key, other in (("agreement_with_teacher", teacher), ("agreement_with_fp32_student", student)):
+            if other is not None and other["name"] in logits:
+                row[key] = float(np.mean(own.argmax(-1) == logits[other["name"]].argmax(-1)))
+        source = by_path.get(row["source"]) if row["source"] else row
+        if source is not None and source["name"] in logits:
+            diff = np.abs(own - logits[source["name"]])
+            row["max_logit_diff"], row["mean_logit_diff"] = float(diff.max()), float(diff.mean())
+    for row in rows:
+        ref = row.get("reference_latency")
+        for key, other in (("teacher", teacher), ("fp32_student", student)):
+            other_ref = other.get("reference_latency") if other else None
+            if ref and other_ref:
+                row[f"speedup_vs_{key}"] = round(other_ref["p50_ms"] / ref["p50_ms"], 3)
+        if student and student.get("size_bytes") and row.get("size_bytes"):
+            row["size_ratio_vs_fp32_student"] = round(row["size_bytes"] / student["size_bytes"], 4)

@@ -1,0 +1,118 @@
+"""Report writers: report.json (the single source) -> report.md, report.csv and PNG plots; compare."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from edgedistill.atomic import write_json_atomic
+
+_MB = 1e6
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "report.json", report)
+    (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    _write_csv(report, out_dir / "report.csv")
+    written = [out_dir / name for name in ("report.json", "report.md", "report.csv")]
+    from edgedistill.bench.plots import write_plots
+
+    return written + write_plots(report, out_dir)
+
+
+def _fmt(value: Any, spec: str = ".4f", missing: str = "–") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    host = report["host"]
+    batch, seq = s["reference"]["batch"], s["reference"]["seq"]
+    lines = [
+        "# edgedistill benchmark report", "",
+        f"Latency at batch {batch}, sequence {seq}, {s['threads']} threads; each model in its own process; "
+        f"accuracy on {s['eval_samples']} eval sentences. Speed-ups are p50 ratios from this same run.", "",
+        f"| model | backend | precision | size MB | params | accuracy | agrees teacher | agrees fp32 student "
+        f"| max logit diff | p50 ms | p90 ms | std ms | × vs teacher | × vs fp32 student | size vs student "
+        f"| peak RSS MB | load s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["rows"]:
+        if row["status"] != "ok":
+            lines.append(f"| {row['name']} | {row['backend']} | {row['precision']} | "
+                         f"**error**: {row.get('error', '')[:200]} |" + " |" * 13)
+            continue
+        ref = row.get("reference_latency") or {}
+        noisy = " (noisy)" if ref.get("noisy") else ""
+        lines.append(
+            f"| {row['name']} | {row['backend']} | {row['precision']} | {_fmt(row.get('size_bytes', 0) / _MB, '.1f')} "
+            f"| {_fmt(row.get('parameters', 0) / 1e6, '.1f')}M | {_fmt(row.get('accuracy'))} "
+            f"| {_pct(row.get('agreement_with_teacher'))} | {_pct(row.get('agreement_with_fp32_student'))} "
+            f"| {_fmt(row.get('max_logit_diff'), '.2g')} | {_fmt(ref.get('p50_ms'), '.2f')}{noisy} "
+            f"| {_fmt(ref.get('p90_ms'), '.2f')} | {_fmt(ref.get('std_ms'), '.2f')} "
+            f"| {_fmt(row.get('speedup_vs_teacher'), '.2f')} | {_fmt(row.get('speedup_vs_fp32_student'), '.2f')} "
+            f"| {_fmt(row.get('size_ratio_vs_fp32_student'), '.2f')} | {_fmt(row.get('peak_rss_mb'), '.0f')} "
+            f"| {_fmt(row.get('load_s'), '.2f')} |")
+    lines += ["", "## Latency by shape (p50 ms)", ""]
+    shapes = [(b, q) for b in s["batch_sizes"] for q in s["seq_lengths"]]
+    lines.append("| model | " + " | ".join(f"b{b} s{q}" for b, q in shapes) + " | real SST-2 lengths, b1 (sent/s) |")
+    lines.append("| --- |" + " --- |" * (len(shapes) + 1))
+    for row in report["rows"]:
+        if row["status"] != "ok":
+            continue
+        grid = {(p["batch"], p["seq"]): p for p in row["latency"]}
+        cells = [f"{grid[k]['p50_ms']:.2f}{'*' if grid[k]['noisy'] else ''}" if k in grid else "–" for k in shapes]
+        real = row.get("real_lengths", {})
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {_fmt(real.get('sentences_per_s'), '.1f')} |")
+    lines += ["", "`*` noisy: standard deviation above 15% of the mean.", "", "## Host", "",
+              f"- CPU: {host['cpu']} ({host['logical_cores']} logical cores), ISA: {', '.join(host['isa'])}",
+              f"- OS: {host['os']}, Python {host['python']}; threads: {s['threads']}",
+              "- Libraries: " + ", ".join(f"{k} {v}" for k, v in host["libraries"].items()),
+              f"- Timing: {s['timing']}; report created {report['created']}", ""]
+    return "\n".join(lines)
+
+
+def _write_csv(report: dict[str, Any], path: Path) -> None:
+    """Long format: one line per model × batch × sequence length."""
+    fields = ["name", "role", "backend", "precision", "status", "batch", "seq", "p50_ms", "p90_ms", "p99_ms",
+              "mean_ms", "std_ms", "first_ms", "n", "throughput_per_s", "noisy", "accuracy", "f1_macro",
+              "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
+              "parameters", "peak_rss_mb", "load_s", "threads", "error"]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for row in report["rows"]:
+            for point in row.get("latency") or [{}]:
+                writer.writerow({**row, **point})
+
+
+def compare_reports(a_path: Path, b_path: Path) -> str:
+    """Two reports side by side (quantized vs unquantized, one machine vs another), as Markdown."""
+    a, b = (json.loads(Path(p).read_text()) for p in (a_path, b_path))
+    b_rows = {r["name"]: r for r in b["rows"]}
+    lines = [f"# {a_path} (A) vs {b_path} (B)", "",
+             f"A: {a['host']['cpu']}, {a['settings']['threads']} threads. "
+             f"B: {b['host']['cpu']}, {b['settings']['threads']} threads.", "",
+             "| model | A p50 ms | B p50 ms | B/A latency | A accuracy | B accuracy | A size MB | B size MB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in a["rows"]:
+        other = b_rows.get(row["name"])
+        if other is None:
+            continue
+        pa = (row.get("reference_latency") or {}).get("p50_ms")
+        pb = (other.get("reference_latency") or {}).get("p50_ms")
+        ratio = f"{pb / pa:.2f}" if pa and pb else "–"
+        lines.append(f"| {row['name']} | {_fmt(pa, '.2f')} | {_fmt(pb, '.2f')} | {ratio} | "
+                     f"{_fmt(row.get('accuracy'))} | {_fmt(other.get('accuracy'))} | "
+                     f"{_fmt((row.get('size_bytes') or 0) / _MB, '.1f')} | {_fmt((other.get('size_bytes') or 0) / _MB, '.1f')} |")
+    only = sorted(set(b_rows) - {r["name"] for r in a["rows"]})
+    if only:
+        lines += ["", f"Only in B: {', '.join(only)}"]
+    return "\n".join(lines) + "\n"
