@@ -18,7 +18,8 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("verb", [None, "config", "data", "teacher"])
+@pytest.mark.parametrize("verb", [None, "config", "data", "teacher", "distill", "export", "verify", "targets",
+                                  "bench", "compare"])
 def test_help_imports_nothing_heavy(verb):
     args = ["--help"] if verb is None else [verb, "--help"]
     code = (
@@ -64,3 +65,22 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path):
 def test_bad_config_key_from_the_command_line():
     result = run_cli("config", "--set", "teacher.lr=1")
     assert result.returncode == 2 and "unknown key 'teacher.lr'" in result.stderr
+
+
+def test_targets_lists_one_line_per_profile():
+    result = run_cli("targets")
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(list((ROOT / "targets").glob("*.yaml")))
+    assert any(line.startswith("onnx-int8-dynamic ") and "int8-dynamic" in line for line in lines)
+
+
+def test_export_with_unknown_target_lists_profiles(tmp_path):
+    write_tsv(tmp_path / "train.tsv", toy_rows(10))
+    result = run_cli("export", "--model", str(tmp_path), "--target", "onnx-int3", "--out", str(tmp_path / "o"),
+                     "--data", str(tmp_path / "train.tsv"))
+    assert result.returncode == 2 and "unknown target 'onnx-int3'; the profiles are:" in result.stderr
+
+
+def test_verify_on_a_folder_that_is_not_an_artifact(tmp_path):
+    result = run_cli("verify", str(tmp_path), "--files-only")
+    assert result.returncode == 2 and "is not an edgedistill artifact (no artifact.json)" in result.stderr

@@ -1,0 +1,75 @@
+"""The SST-2 report: teacher, student, baseline and every ONNX artifact of the student, one run.
+
+    .venv/bin/python benchmarks/sst2_report.py        # after benchmarks/distill.py main (~10 min)
+
+Exports the distilled student (runs/default/student) to every ONNX target profile, each verified
+against the student on SST-2 dev before it is written, then benchmarks everything with the harness
+(`edgedistill bench`: one fresh process per model, 2 threads) into benchmarks/results/sst2-onnx/.
+Prints the ratios the ONNX acceptance asks for, taken from that one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgedistill.bench.harness import BenchSettings, discover, run_bench
+from edgedistill.bench.report import write_report
+from edgedistill.config import load_config
+from edgedistill.data import load_task_data
+from edgedistill.errors import EdgeDistillError
+from edgedistill.export import export_target
+from edgedistill.logs import configure_console
+from edgedistill.targets import list_targets
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "sst2"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=str(ROOT / "runs" / "default"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sst2-onnx"))
+    parser.add_argument("--backends", default="onnx")
+    args = parser.parse_args()
+    configure_console()
+    workdir = Path(args.workdir)
+    config = load_config(overrides={"data.dataset": str(DATA), "workdir": str(workdir)})
+    data = load_task_data(config.data, seed=config.seed)
+    exports = {}
+    for target in list_targets():
+        if target.backend not in args.backends.split(","):
+            continue
+        out = workdir / "artifacts" / f"student-{target.name}"
+        try:
+            artifact = export_target(workdir / "student", target, data, out, max_length=config.data.max_length,
+                                     threads=config.threads, calibration_samples=config.data.calibration_samples,
+                                     seed=config.seed)
+            exports[target.name] = {"status": "verified", "parity": artifact.info["parity"],
+                                    "export_seconds": artifact.info["export_seconds"]}
+        except EdgeDistillError as exc:  # a failed gate is a result to report, not a crash
+            exports[target.name] = {"status": "failed", "error": str(exc)}
+    settings = BenchSettings(threads=config.threads, max_length=128)
+    report = run_bench(discover([workdir]), data.eval.texts, data.eval.labels, settings, Path(args.out))
+    report["exports"] = exports
+    write_report(report, Path(args.out))
+    rows = {r["name"]: r for r in report["rows"]}
+
+    def p50(name: str) -> float | None:
+        row = rows.get(name)
+        return (row.get("reference_latency") or {}).get("p50_ms") if row and row["status"] == "ok" else None
+
+    student, int8 = p50("student-pytorch-fp32"), p50("student-onnx-int8-dynamic")
+    summary = {
+        "int8_dynamic_speedup_vs_pytorch_fp32_student": round(student / int8, 2) if student and int8 else None,
+        "int8_dynamic_accuracy": rows.get("student-onnx-int8-dynamic", {}).get("accuracy"),
+        "fp32_student_accuracy": rows.get("student-pytorch-fp32", {}).get("accuracy"),
+        "exports": {k: v["status"] for k, v in exports.items()},
+    }
+    (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
