@@ -30,6 +30,7 @@ ARTIFACT_FILE = "artifact.json"
 _REGISTRY: dict[str, tuple[str, str, str | None]] = {
     "pytorch": ("edgedistill.backends.pytorch", "", None),
     "onnx": ("edgedistill.backends.onnx", "onnx", "onnxruntime"),
+    "tflite": ("edgedistill.backends.tflite", "tflite", "litert_torch"),
 }
 
 

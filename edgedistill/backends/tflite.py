@@ -1,0 +1,251 @@
+"""TFLite (LiteRT) backend: litert-torch converts, ai-edge-quantizer quantizes, ai-edge-litert runs.
+
+TFLite has no dynamic sequence length, so one ``.tflite`` file holds **one signature per sequence
+bucket** (``seq_32``, ``seq_64``, ``seq_128`` by default), each with inputs ``input_ids`` and
+``attention_mask`` (int32) and output ``logits``. The runner pads each batch to the smallest bucket
+that fits it; short texts run on a short graph instead of being padded to the maximum.
+
+Precisions (``target.precision``) via ai-edge-quantizer, after an fp32 conversion:
+
+* ``fp32``; ``fp16`` — weights cast to float16 (weight-only ``float_casting``);
+* ``int8-dynamic`` — ``dynamic_wi8_afp32``: int8 channel-wise weights, activations quantized at run time;
+* ``int8-weights`` — ``weight_only_wi8_afp32``: int8 weights dequantized before float compute;
+* ``int8-static`` — ``static_wi8_ai8`` calibrated on real task text, plus a weight-only int8 rule for
+  ``EMBEDDING_LOOKUP`` so the embedding table is int8 too; int8 logits are dequantized with the
+  output tensor's scale and zero point.
+
+Options: ``buckets`` (list of sequence lengths), ``batch`` (rows per signature, default 1; larger
+batches run as several invocations), ``overflow`` (``truncate``, the default, with a warning, or
+``refuse``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedistill.backends.base import Artifact, Calibration
+from edgedistill.config import TargetConfig
+from edgedistill.errors import ConfigError, ExportError, ModelError
+
+log = logging.getLogger("edgedistill.tflite")
+
+MODEL_FILE = "model.tflite"
+DEFAULT_BUCKETS = (32, 64, 128)
+_OPTIONS = {"buckets", "batch", "overflow"}
+
+
+def signature_name(seq: int) -> str:
+    return f"seq_{seq}"
+
+
+class InputTooLongError(ModelError):
+    """A batch is longer than the largest bucket and the target refuses to truncate."""
+
+
+def _options(target: TargetConfig) -> dict[str, Any]:
+    options = dict(target.options)
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise ConfigError(f"target {target.name}: unknown tflite options {sorted(unknown)}; "
+                          f"valid: {', '.join(sorted(_OPTIONS))}")
+    buckets = sorted(int(b) for b in options.get("buckets", DEFAULT_BUCKETS))
+    if not buckets or buckets[0] < 2 or len(set(buckets)) != len(buckets):
+        raise ConfigError(f"target {target.name}: buckets must be distinct lengths >= 2, got {buckets}")
+    overflow = options.get("overflow", "truncate")
+    if overflow not in ("truncate", "refuse"):
+        raise ConfigError(f"target {target.name}: overflow must be truncate or refuse, got {overflow!r}")
+    return {"buckets": buckets, "batch": int(options.get("batch", 1)), "overflow": overflow}
+
+
+class TFLiteRunner:
+    """LiteRT interpreter (XNNPACK) with one signature runner per bucket."""
+
+    def __init__(self, model_path: Path, threads: int, overflow: str = "truncate"):
+        self.interpreter = _make_interpreter(model_path, threads)
+        self.overflow = overflow
+        self.runners: dict[int, Any] = {}
+        for name in self.interpreter.get_signature_list():
+            if name.startswith("seq_"):
+                self.runners[int(name[4:])] = self.interpreter.get_signature_runner(name)
+        if not self.runners:
+            raise ModelError(f"{model_path} has no seq_<N> signatures: not an edgedistill TFLite artifact")
+        self.buckets = sorted(self.runners)
+        details = next(iter(self.runners.values())).get_input_details()
+        self.batch = int(details["input_ids"]["shape"][0])
+
+    def bucket_for(self, length: int) -> int:
+        """The smallest bucket that holds ``length`` tokens (the largest if none does)."""
+        return next((b for b in self.buckets if b >= length), self.buckets[-1])
+
+    def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        ids = np.asarray(input_ids, dtype=np.int32)
+        mask = np.asarray(attention_mask, dtype=np.int32)
+        used = int(mask.sum(axis=1).max()) if mask.size else 0
+        ids, mask = ids[:, : max(used, 1)], mask[:, : max(used, 1)]  # drop all-padding columns
+        if used > self.buckets[-1]:
+            if self.overflow == "refuse":
+                raise InputTooLongError(f"input of {used} tokens is longer than the largest bucket "
+                                        f"({self.buckets[-1]}); the target refuses to truncate")
+            warnings.warn(f"input of {used} tokens truncated to the largest bucket ({self.buckets[-1]})",
+                          stacklevel=2)
+            ids, mask = ids[:, : self.buckets[-1]], mask[:, : self.buckets[-1]]
+        bucket = self.bucket_for(ids.shape[1])
+        runner = self.runners[bucket]
+        rows = ids.shape[0]
+        out = []
+        for start in range(0, rows, self.batch):
+            chunk_ids = np.zeros((self.batch, bucket), dtype=np.int32)
+            chunk_mask = np.zeros((self.batch, bucket), dtype=np.int32)
+            part = slice(start, min(start + self.batch, rows))
+            n = part.stop - part.start
+            chunk_ids[:n, : ids.shape[1]] = ids[part]
+            chunk_mask[:n, : mask.shape[1]] = mask[part]
+            result = runner(input_ids=chunk_ids, attention_mask=chunk_mask)
+            out.append(dequantize(result["logits"], runner.get_output_details()["logits"])[:n])
+        return np.concatenate(out).astype(np.float32)
+
+
+def dequantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Integer outputs back to float with the tensor's scale and zero point (float passes through)."""
+    if np.issubdtype(values.dtype, np.floating):
+        return values
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        raise ModelError("integer logits without quantization parameters cannot be dequantized")
+    return (values.astype(np.float32) - zero_point) * scale
+
+
+def _make_interpreter(model_path: Path, threads: int) -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # fall back to tflite-runtime only where it is the one installed
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise ModelError("no TFLite interpreter: pip install 'edgedistill[tflite]' (ai-edge-litert)") from None
+    try:
+        return Interpreter(model_path=str(model_path), num_threads=threads)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"the TFLite interpreter cannot load {model_path}: {exc}. litert-torch output "
+                         "needs ai-edge-litert (tflite-runtime 2.14 lacks its op versions)") from None
+
+
+def _wrap(model: Any) -> Any:
+    """(input_ids, attention_mask) -> {"logits": ...}: names the signature's output."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"logits": self.inner(input_ids=input_ids, attention_mask=attention_mask).logits}
+
+    return LogitsOnly(model).eval()
+
+
+class TFLiteBackend:
+    name = "tflite"
+    precisions = ("fp32", "fp16", "int8-dynamic", "int8-weights", "int8-static")
+
+    def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
+               out_dir: Path) -> list[Path]:
+        if target.precision not in self.precisions:
+            raise ConfigError(f"target {target.name}: the tflite backend has no precision "
+                              f"{target.precision!r}; choose one of: {', '.join(self.precisions)}")
+        options = _options(target)
+        if target.precision == "int8-static" and (calibration is None or not calibration.texts):
+            raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
+                              "(data.calibration_samples, and a non-empty train split)")
+        final = out_dir / MODEL_FILE
+        with tempfile.TemporaryDirectory(prefix="edgedistill-tflite-") as scratch:
+            fp32 = Path(scratch) / "fp32.tflite"
+            self._convert(model_dir, options, fp32)
+            if target.precision == "fp32":
+                fp32.replace(final)
+            else:
+                self._quantize(fp32, final, target.precision, model_dir, options, calibration)
+        return [final]
+
+    def load(self, artifact: Artifact, threads: int) -> TFLiteRunner:
+        overflow = dict(artifact.target.options).get("overflow", "truncate")
+        return TFLiteRunner(artifact.path / MODEL_FILE, threads, overflow)
+
+    @staticmethod
+    def _convert(model_dir: Path, options: dict[str, Any], out: Path) -> None:
+        import litert_torch
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        model = _wrap(AutoModelForSequenceClassification.from_pretrained(model_dir).eval())
+        converter = None
+        for seq in options["buckets"]:
+            sample = {"input_ids": torch.zeros(options["batch"], seq, dtype=torch.long),
+                      "attention_mask": torch.ones(options["batch"], seq, dtype=torch.long)}
+            if converter is None:
+                converter = litert_torch.signature(signature_name(seq), model, sample_kwargs=sample)
+            else:
+                converter = converter.signature(signature_name(seq), model, sample_kwargs=sample)
+        try:
+            converter.convert().export(str(out))
+        except Exception as exc:  # the converter raises many types; all mean "this model did not convert"
+            raise ExportError(f"litert-torch could not convert {model_dir}: {type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    def _quantize(fp32: Path, final: Path, precision: str, model_dir: Path, options: dict[str, Any],
+                  calibration: Calibration | None) -> None:
+        from ai_edge_quantizer import quantizer, recipe
+        from ai_edge_quantizer.algorithm_manager import AlgorithmName
+        from ai_edge_quantizer.qtyping import TFLOperationName
+
+        qt = quantizer.Quantizer(str(fp32))
+        if precision == "fp16":
+            qt.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                                      algorithm_key=AlgorithmName.FLOAT_CASTING)
+        elif precision == "int8-dynamic":
+            qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+        elif precision == "int8-weights":
+            qt.load_quantization_recipe(recipe.weight_only_wi8_afp32())
+        else:
+            qt.load_quantization_recipe(recipe.static_wi8_ai8())
+            qt.add_weight_only_config(regex=".*", operation_name=TFLOperationName.EMBEDDING_LOOKUP, num_bits=8)
+        result = None
+        if qt.need_calibration:
+            result = qt.calibrate(_calibration_data(model_dir, options, calibration), num_threads=1)
+        qt.quantize(result, enable_progress_report=False).export_model(str(final), overwrite=True)
+
+
+def _calibration_data(model_dir: Path, options: dict[str, Any], calibration: Calibration
+                      ) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Each calibration sentence, padded to its own bucket, fed to that bucket's signature."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    buckets, batch = options["buckets"], options["batch"]
+    data: dict[str, list[dict[str, np.ndarray]]] = {signature_name(b): [] for b in buckets}
+    for text in calibration.texts:
+        ids = tokenizer(text, truncation=True, max_length=buckets[-1])["input_ids"]
+        bucket = next(b for b in buckets if b >= len(ids))
+        row_ids = np.zeros((batch, bucket), dtype=np.int32)
+        row_mask = np.zeros((batch, bucket), dtype=np.int32)
+        row_ids[:, : len(ids)] = ids
+        row_mask[:, : len(ids)] = 1
+        data[signature_name(bucket)].append({"input_ids": row_ids, "attention_mask": row_mask})
+    for bucket in buckets:  # every signature needs ranges: reuse the longest sentences, padded up
+        name = signature_name(bucket)
+        if not data[name]:
+            donor = max((s for s in data.values() if s), key=lambda s: s[0]["input_ids"].shape[1])
+            for sample in donor[:16]:
+                pad = bucket - sample["input_ids"].shape[1]
+                data[name].append({k: np.pad(v, ((0, 0), (0, max(pad, 0))))[:, :bucket] for k, v in sample.items()})
+    return data
+
+
+BACKEND = TFLiteBackend()

@@ -1,0 +1,92 @@
+"""TFLite: every precision converts and passes its gate; buckets, over-long input, int8 dequantization."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgedistill.backends.tflite import InputTooLongError, TFLiteRunner, dequantize
+from edgedistill.config import DataConfig
+from edgedistill.data import load_task_data
+from edgedistill.export import export_target
+from edgedistill.targets import load_target
+
+PROFILES = ["tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights", "tflite-int8-static"]
+BUCKETS = [8, 16]
+
+
+@pytest.fixture(scope="module")
+def data(export_data_dir):
+    return load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, tiny_student_dir, data):
+    root = tmp_path_factory.mktemp("tflite")
+    out = {}
+    for name in PROFILES:
+        target = load_target(name)
+        target = target.model_copy(update={"options": {**target.options, "buckets": BUCKETS}})
+        out[name] = export_target(tiny_student_dir, target, data, root / name, max_length=16, threads=1,
+                                  calibration_samples=64, seed=0)
+    return out
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_each_precision_converts_and_passes_its_gate(artifacts, name):
+    info = json.loads((artifacts[name].path / "artifact.json").read_text())
+    parity = info["parity"]
+    assert parity["passed"] and parity["samples"] == 200
+    if info["target"]["precision"] == "fp32":
+        assert parity["max_abs"] <= 1e-4
+    else:
+        assert parity["agreement"] >= 0.98 and parity["max_abs"] > 1e-6
+    assert (artifacts[name].path / "tokenizer.json").is_file()
+
+
+def test_one_signature_per_bucket_with_named_io(artifacts):
+    runner = TFLiteRunner(artifacts["tflite-fp32"].path / "model.tflite", threads=1)
+    signatures = runner.interpreter.get_signature_list()
+    assert signatures == {f"seq_{b}": {"inputs": ["attention_mask", "input_ids"], "outputs": ["logits"]}
+                          for b in BUCKETS}
+    assert runner.buckets == BUCKETS and runner.bucket_for(5) == 8 and runner.bucket_for(9) == 16
+
+
+def test_runner_picks_the_smallest_bucket_and_matches_longer_padding(artifacts):
+    runner = TFLiteRunner(artifacts["tflite-fp32"].path / "model.tflite", threads=1)
+    ids = np.array([[2, 10, 20, 3, 0, 0], [2, 11, 12, 13, 3, 0]])
+    mask = (ids != 0).astype(np.int64)
+    short = runner.predict(ids, mask)
+    padded = np.pad(ids, ((0, 0), (0, 10))), np.pad(mask, ((0, 0), (0, 10)))  # width 16: same real tokens
+    np.testing.assert_allclose(runner.predict(*padded), short, atol=1e-5)
+    assert short.shape == (2, 2) and short.dtype == np.float32
+
+
+def test_over_long_input_is_truncated_with_a_warning_or_refused(artifacts, tiny_student_dir):
+    path = artifacts["tflite-fp32"].path / "model.tflite"
+    ids = np.full((1, 20), 7)
+    ids[0, 0], ids[0, -1] = 2, 3
+    mask = np.ones_like(ids)
+    with pytest.warns(UserWarning, match="input of 20 tokens truncated to the largest bucket \\(16\\)"):
+        assert TFLiteRunner(path, threads=1).predict(ids, mask).shape == (1, 2)
+    with pytest.raises(InputTooLongError, match="input of 20 tokens is longer than the largest bucket \\(16\\)"):
+        TFLiteRunner(path, threads=1, overflow="refuse").predict(ids, mask)
+
+
+def test_int8_static_logits_come_out_int8_and_are_dequantized(artifacts):
+    runner = TFLiteRunner(artifacts["tflite-int8-static"].path / "model.tflite", threads=1)
+    detail = runner.runners[8].get_output_details()["logits"]
+    assert detail["dtype"] == np.int8 and detail["quantization"][0] > 0
+    logits = runner.predict(np.array([[2, 10, 3]]), np.array([[1, 1, 1]]))
+    assert logits.dtype == np.float32
+    scale, zero = detail["quantization"]
+    assert np.allclose((logits / scale) + zero, np.round((logits / scale) + zero), atol=1e-3)
+
+
+def test_dequantize_uses_scale_and_zero_point():
+    detail = {"quantization": (0.5, -3)}
+    np.testing.assert_allclose(dequantize(np.array([[-3, 1]], dtype=np.int8), detail), [[0.0, 2.0]])
+    floats = np.array([[0.25]], dtype=np.float32)
+    assert dequantize(floats, detail) is floats
