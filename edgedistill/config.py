@@ -85,6 +85,7 @@ class DistillConfig(_Section):
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
     logging_steps: int = Field(50, ge=1)
+    save_steps: int = Field(200, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> DistillConfig:

@@ -241,3 +241,34 @@ def test_two_process_torchrun(tmp_path, distilled, toy_data_dir):
 
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "student").config.n_layers == 2
     assert not list(tmp_path.glob(".student.tmp-*"))
+
+
+def test_killed_distillation_resumes_from_its_checkpoint(tmp_path, distilled, toy_data_dir, monkeypatch, caplog):
+    from transformers import TrainerCallback
+
+    from edgedistill.distill import run_distill
+
+    config, _ = distilled
+    teacher_dir = Path(config.workdir) / "teacher"
+    resumable = distill_config(tmp_path, teacher_dir, toy_data_dir, **{
+        "distill.baseline": False, "distill.save_steps": 4, "distill.epochs": 2})
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 6:
+                raise KeyboardInterrupt("killed")
+
+    from edgedistill import training
+
+    monkeypatch.setattr(training, "LogToFileCallback", Kill)  # the stage builds its callback from here
+    with pytest.raises(KeyboardInterrupt):
+        run_distill(resumable)
+    assert not (tmp_path / "student").exists()  # nothing half-written
+    checkpoints = list((tmp_path / ".checkpoints").glob("student-*/checkpoint-4"))
+    assert len(checkpoints) == 1
+    monkeypatch.undo()
+    with caplog.at_level("INFO", logger="edgedistill"):
+        (result,) = run_distill(resumable)
+    assert "resuming from" in caplog.text and result.metrics["resumed_from"].endswith("checkpoint-4")
+    assert result.metrics["steps"] == 16  # 64 rows / batch 8 * 2 epochs: the count continued from 4
+    assert not list((tmp_path / ".checkpoints").glob("student-*"))

@@ -68,10 +68,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         if row["status"] != "ok":
             continue
         grid = {(p["batch"], p["seq"]): p for p in row["latency"]}
-        cells = [f"{grid[k]['p50_ms']:.2f}{'*' if grid[k]['noisy'] else ''}" if k in grid else "–" for k in shapes]
+        cells = [_cell(grid[k]) if k in grid else "–" for k in shapes]
         real = row.get("real_lengths", {})
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {_fmt(real.get('sentences_per_s'), '.1f')} |")
-    lines += ["", "`*` noisy: standard deviation above 15% of the mean.", "", "## Host", "",
+    lines += ["", "`*` noisy: standard deviation above 15% of the mean. `→N`: a fixed-shape backend ran the "
+              "input padded to its N-token bucket.", "", "## Host", "",
               f"- CPU: {host['cpu']} ({host['logical_cores']} logical cores), ISA: {', '.join(host['isa'])}",
               f"- OS: {host['os']}, Python {host['python']}; threads: {s['threads']}",
               "- Libraries: " + ", ".join(f"{k} {v}" for k, v in host["libraries"].items()),
@@ -79,10 +80,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cell(point: dict[str, Any]) -> str:
+    bucket = f" →{point['bucket']}" if point.get("bucket") not in (None, point["seq"]) else ""
+    return f"{point['p50_ms']:.2f}{'*' if point['noisy'] else ''}{bucket}"
+
+
 def _write_csv(report: dict[str, Any], path: Path) -> None:
     """Long format: one line per model × batch × sequence length."""
     fields = ["name", "role", "backend", "precision", "status", "batch", "seq", "p50_ms", "p90_ms", "p99_ms",
-              "mean_ms", "std_ms", "first_ms", "n", "throughput_per_s", "noisy", "accuracy", "f1_macro",
+              "mean_ms", "std_ms", "first_ms", "n", "throughput_per_s", "noisy", "bucket", "accuracy", "f1_macro",
               "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
               "parameters", "peak_rss_mb", "load_s", "threads", "error"]
     with open(path, "w", newline="", encoding="utf-8") as handle:

@@ -88,7 +88,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         for seq in spec["seq_lengths"]:
             ids, mask = synthetic_inputs(tokenizer, batch, seq)
             stats = measure(lambda: runner.predict(ids, mask), batch=batch, **knobs)
-            grid.append({"batch": batch, "seq": seq, **stats.as_dict()})
+            point = {"batch": batch, "seq": seq, **stats.as_dict()}
+            if hasattr(runner, "bucket_for"):  # fixed-shape backends pad up to a bucket
+                point["bucket"] = runner.bucket_for(seq)
+            grid.append(point)
     result["latency"] = grid
 
     real = texts[: spec["real_samples"]]

@@ -71,7 +71,7 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
         "student": student_source,
         "data": data.fingerprint,
         "max_length": config.data.max_length,
-        "distill": config.distill.model_dump(exclude={"baseline", "eval_batch_size", "logging_steps"}),
+        "distill": config.distill.model_dump(exclude={"baseline", "eval_batch_size", "logging_steps", "save_steps"}),
         "weights": _weights(config, role),
         "seed": config.seed,
     }
@@ -87,8 +87,9 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
         target = atomic_directory(out)
     else:  # other DDP processes train alongside and write nothing that lasts
         target = _scratch_directory()
+    checkpoints = Path(config.workdir) / ".checkpoints" / f"{role}-{key[:12]}"
     with target as tmp, log_to_file(tmp / f"{role}.log"):
-        metrics = _train(config, role, teacher_dir, data, tmp)
+        metrics = _train(config, role, teacher_dir, data, tmp, checkpoints)
         if _rank() == 0:
             (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
             write_json_atomic(tmp / "metrics.json", metrics)
@@ -121,10 +122,14 @@ def _layer_pairs(config: Config, student_layers: int, teacher_layers: int) -> li
     return [(k + 1, round((k + 1) * stride)) for k in range(student_layers)]
 
 
-def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Path) -> dict[str, Any]:
+def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Path, checkpoints: Path
+           ) -> dict[str, Any]:
+    """Train one student. Checkpoints go to ``checkpoints`` (named by the cache key, outside the
+    atomic output folder) every ``distill.save_steps``, so a killed run resumes where it stopped."""
     import torch
     from torch import nn
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
 
     from edgedistill.distill.losses import LossWeights
     from edgedistill.distill.student import build_student, hidden_size_of, num_layers_of
@@ -178,21 +183,25 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         extra["ddp_backend"] = "gloo"
     args = training_arguments(
-        out / "checkpoints", epochs=d.epochs, learning_rate=d.learning_rate, weight_decay=d.weight_decay,
+        checkpoints, epochs=d.epochs, learning_rate=d.learning_rate, weight_decay=d.weight_decay,
         warmup_ratio=d.warmup_ratio, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
-        logging_steps=d.logging_steps, seed=config.seed, **extra,
+        logging_steps=d.logging_steps, seed=config.seed, save_strategy="steps", save_steps=d.save_steps,
+        save_total_limit=1, **extra,
     )
     trainer = DistillationTrainer(
         model=module, args=args, train_dataset=train_set, data_collator=_TeacherLogitsCollator(collator),
         callbacks=[LogToFileCallback()], teacher=teacher if needs_teacher else None, weights=weights,
         layer_pairs=pairs,
     )
+    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if resume:
+        log.info("%s: resuming from %s", role, resume)
     started = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume)
     train_time = time.perf_counter() - started
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     if _rank() != 0:
         return {}
+    shutil.rmtree(checkpoints, ignore_errors=True)
     student.config.edgedistill = {"role": role, "layer_map": layer_map, "teacher": str(teacher_dir)}
     student.save_pretrained(out)
     # DistilBERT takes no token types: the saved tokenizer must not produce them.
@@ -228,6 +237,7 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
         "steps": result.global_step,
         "epochs": d.epochs,
         "train_time_s": round(train_time, 2),
+        "resumed_from": resume,
         "train_samples": len(data.train),
         "eval_samples": len(data.eval),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
