@@ -18,6 +18,7 @@ from edgedistill.errors import EdgeDistillError
 
 _EPILOG = """\
 The stages, in order (each reads what the one before wrote under the workdir):
+  run       all of them: teacher -> distill -> export + verify -> bench -> report (cached, resumable)
   teacher   load or fine-tune the BERT teacher             -> <workdir>/teacher/
   distill   DistilBERT-style student + no-teacher baseline -> <workdir>/student/, <workdir>/baseline/
   export    one model, one target -> a verified artifact folder (model files, tokenizer, artifact.json)
@@ -27,6 +28,8 @@ The stages, in order (each reads what the one before wrote under the workdir):
   compare   two reports side by side
 
 Examples:
+  edgedistill run --data ../shared/data/sst2               # the whole pipeline on the default config
+  edgedistill run --data ../shared/data/sst2 --preset quick --workdir runs/quick   # < 20 min
   edgedistill teacher --data ../shared/data/sst2            # the packaged MiniLM teacher on SST-2
   edgedistill teacher --data reviews.csv --text-column review --label-column stars --preset quick
   edgedistill config > my.yaml && edgedistill teacher -c my.yaml --set teacher.epochs=3
@@ -158,13 +161,42 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole pipeline (or --only / --from a stage), then a summary of what it produced."""
+    from edgedistill.pipeline import run_pipeline
+
+    config = _config_from_args(args)
+    manifest = run_pipeline(config, only=args.only, start=args.start, force=args.force)
+    stages = manifest["stages"]
+    exports = stages.get("export", {})
+    summary = {
+        "workdir": str(config.workdir),
+        "cached": sorted(k for k, v in stages.items() if k != "export" and v.get("cached")),
+        "artifacts_verified": sorted(k for k, v in exports.items() if v["status"] == "verified"),
+        "artifacts_failed": {k: v["error"][:300] for k, v in exports.items() if v["status"] != "verified"},
+        "report": stages.get("bench", {}).get("path"),
+        "manifest": str(config.workdir / "manifest.json"),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Re-check an artifact's files and, with data, its parity with the source model."""
+    """Re-check an artifact's files and, with data, its parity with the source model; or a whole run."""
     from pathlib import Path
 
     from edgedistill.data import load_task_data
+    from edgedistill.errors import EdgeDistillError
     from edgedistill.export import verify_artifact
+    from edgedistill.pipeline import MANIFEST, verify_run
 
+    if (Path(args.artifact) / MANIFEST).is_file():
+        problems = verify_run(Path(args.artifact))
+        if problems:
+            raise EdgeDistillError(f"{args.artifact}: {len(problems)} output(s) changed since the run:\n  "
+                                   + "\n  ".join(problems))
+        print(json.dumps({"run": args.artifact, "outputs": "all hashes match the manifest"}, indent=2))
+        return 0
     config = _config_from_args(args)
     data = None if args.files_only else load_task_data(config.data, seed=config.seed)
     result = verify_artifact(Path(args.artifact), data, threads=config.threads,
@@ -277,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "folders with metrics.json). Settings: the distill section of `edgedistill config`.\n"
                    "Multi-process: torchrun --nproc_per_node=N -m edgedistill distill ... (or accelerate launch).")
     distill.add_argument("--force", action="store_true", help="retrain even when the cache is valid")
+    run = verb("run", cmd_run, "the whole pipeline: teacher to verified artifacts and a report",
+               "teacher -> distill (student + baseline) -> export every model in export_models to every\n"
+               "target (each verified before it is written; a failed gate is reported, not fatal) ->\n"
+               "bench -> report. Each stage is keyed by the content hash of its inputs: a finished stage\n"
+               "is skipped and says so; a killed distillation resumes from its last checkpoint.\n"
+               "Writes <workdir>/manifest.json (config, seed, keys, every output's hash, versions, host).")
+    run.add_argument("--only", metavar="STAGE", help="run one stage: teacher, distill, export or bench")
+    run.add_argument("--from", dest="start", metavar="STAGE", help="run from this stage on")
+    run.add_argument("--force", action="store_true", help="rebuild the selected stages even when cached")
     export = verb("export", cmd_export, "export one model for one target, verified",
                   "Converts a save_pretrained folder with the target's backend and precision, loads the\n"
                   "result in its own runtime, and compares it with the PyTorch model on the eval split\n"
@@ -288,10 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a profile name from `edgedistill targets`, or a target YAML file")
     export.add_argument("--out", required=True, metavar="DIR", help="the artifact folder to write")
     export.add_argument("--verify-samples", type=int, metavar="N", help="verify on the first N eval rows")
-    check = verb("verify", cmd_verify, "re-check an artifact against its record and its source",
-                 "Recomputes every file's sha256 against artifact.json (names what changed), then\n"
-                 "re-runs the parity gate against the source model recorded in artifact.json.")
-    check.add_argument("artifact", metavar="ARTIFACT_DIR")
+    check = verb("verify", cmd_verify, "re-check an artifact (or a whole run folder)",
+                 "ARTIFACT_DIR: recomputes every file's sha256 against artifact.json (names what changed),\n"
+                 "then re-runs the parity gate against the source model recorded in artifact.json.\n"
+                 "RUN_DIR (a workdir with manifest.json): re-hashes every output of the run and names\n"
+                 "each file that changed.")
+    check.add_argument("artifact", metavar="ARTIFACT_DIR|RUN_DIR")
     check.add_argument("--files-only", action="store_true", help="check hashes only, no parity run")
     check.add_argument("--verify-samples", type=int, metavar="N", help="verify on the first N eval rows")
     bench = verb("bench", cmd_bench, "benchmark models and artifacts into one report",

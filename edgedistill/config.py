@@ -129,6 +129,21 @@ class TargetConfig(_Section):
     tolerance: Tolerance = Tolerance()
 
 
+DEFAULT_TARGETS = (
+    "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "onnx-fused-int8-dynamic",
+    "tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights",
+)
+
+
+class BenchConfig(_Section):
+    """What `edgedistill run` (and `bench` without options) measures."""
+
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
+    seq_lengths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128], min_length=1)
+    real_samples: int = Field(300, ge=1)
+    min_time: float = Field(1.0, gt=0)
+
+
 class Config(_Section):
     """A whole run."""
 
@@ -138,6 +153,11 @@ class Config(_Section):
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
     distill: DistillConfig = DistillConfig()
+    # Deployment targets: profile names from targets/ or inline target mappings.
+    targets: list[str | TargetConfig] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
+    # Which trained models get exported to every target.
+    export_models: list[Literal["student", "baseline", "teacher"]] = Field(default_factory=lambda: ["student"])
+    bench: BenchConfig = BenchConfig()
 
 
 def default_config_text() -> str:

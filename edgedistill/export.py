@@ -43,9 +43,12 @@ def file_records(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Path, *, max_length: int,
-                  threads: int, calibration_samples: int, seed: int, verify_samples: int | None = None
-                  ) -> Artifact:
-    """Export ``model_dir`` for ``target`` into ``out``, verified, atomically."""
+                  threads: int, calibration_samples: int, seed: int, verify_samples: int | None = None,
+                  extra_info: dict[str, Any] | None = None) -> Artifact:
+    """Export ``model_dir`` for ``target`` into ``out``, verified, atomically.
+
+    ``extra_info`` is merged into ``artifact.json`` (the pipeline stores its cache key there).
+    """
     from transformers import AutoTokenizer
 
     from edgedistill.backends.pytorch import PyTorchRunner
@@ -95,6 +98,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
             "export_seconds": round(export_s, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "host": host_info(threads),
+            **(extra_info or {}),
         }
         write_json_atomic(tmp / ARTIFACT_FILE, info)
     log.info("export %s: verified (%s) and written to %s", target.name, _summary(report), out)
@@ -108,14 +112,17 @@ def _summary(report: Any) -> str:
 
 def check_files(artifact: Artifact) -> list[str]:
     """Problems with an artifact's files against its record: changed, missing or unexpected files."""
+    return diff_file_records(artifact.info.get("files", {}), file_records(artifact.path))
+
+
+def diff_file_records(recorded: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]) -> list[str]:
+    """Name every file that changed, went missing or appeared, between two ``file_records``."""
     problems = []
-    recorded = artifact.info.get("files", {})
-    actual = file_records(artifact.path)
     for name, record in recorded.items():
         if name not in actual:
             problems.append(f"{name}: missing")
         elif actual[name]["sha256"] != record["sha256"]:
-            problems.append(f"{name}: changed since export (sha256 {actual[name]['sha256'][:12]}, "
+            problems.append(f"{name}: changed (sha256 {actual[name]['sha256'][:12]}, "
                             f"recorded {record['sha256'][:12]}; {actual[name]['bytes']} bytes, "
                             f"recorded {record['bytes']})")
     problems += [f"{name}: not part of the artifact" for name in actual if name not in recorded]

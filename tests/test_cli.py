@@ -18,7 +18,7 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("verb", [None, "config", "data", "teacher", "distill", "export", "verify", "targets",
+@pytest.mark.parametrize("verb", [None, "config", "data", "teacher", "distill", "run", "export", "verify", "targets",
                                   "bench", "compare"])
 def test_help_imports_nothing_heavy(verb):
     args = ["--help"] if verb is None else [verb, "--help"]

@@ -1,0 +1,197 @@
+"""`edgedistill run`: teacher -> distill -> export (+verify) -> bench -> report, with a run manifest.
+
+Every stage reads what the one before wrote under the workdir and is keyed by the content hash of its
+inputs, so a repeated run is all cache hits and any stage can be run alone (``--only``) or from a
+point on (``--from``). ``manifest.json`` records the config, the seed, every stage's key and every
+output's hash, the tool versions and the host; ``edgedistill verify RUN_DIR`` re-checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from edgedistill.atomic import write_json_atomic
+from edgedistill.backends.base import Artifact
+from edgedistill.config import Config, TargetConfig
+from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.hashing import sha256_json, sha256_tree
+from edgedistill.host import host_info, library_versions
+
+log = logging.getLogger("edgedistill.run")
+
+STAGES = ("teacher", "distill", "export", "bench")
+MANIFEST = "manifest.json"
+
+
+def select_stages(only: str | None = None, start: str | None = None) -> list[str]:
+    for name in (only, start):
+        if name is not None and name not in STAGES:
+            raise ConfigError(f"unknown stage {name!r}; the stages are: {', '.join(STAGES)}")
+    if only:
+        return [only]
+    return list(STAGES[STAGES.index(start):]) if start else list(STAGES)
+
+
+def resolve_targets(config: Config) -> list[TargetConfig]:
+    from edgedistill.targets import load_target
+
+    targets = [load_target(t) if isinstance(t, str) else t for t in config.targets]
+    names = [t.name for t in targets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"targets: the names {duplicates} appear more than once")
+    return targets
+
+
+def run_pipeline(config: Config, *, only: str | None = None, start: str | None = None,
+                 force: bool = False) -> dict[str, Any]:
+    """Run the selected stages; return (and write) the manifest."""
+    stages = select_stages(only, start)
+    targets = resolve_targets(config)  # fail on a bad target before hours of training
+    workdir = Path(config.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(workdir)
+    manifest.update({"config": json.loads(config.model_dump_json()), "seed": config.seed,
+                     "tools": library_versions(), "host": host_info(config.threads)})
+    manifest.setdefault("stages", {})
+    started = time.perf_counter()
+    if "teacher" in stages:
+        from edgedistill.teacher import run_teacher
+
+        result = run_teacher(config, force=force)
+        manifest["stages"]["teacher"] = _model_entry(result.path, result.cached, result.metrics)
+    if "distill" in stages:
+        from edgedistill.distill import run_distill
+
+        for result in run_distill(config, force=force):
+            manifest["stages"][result.role] = _model_entry(result.path, result.cached, result.metrics)
+    if "export" in stages:
+        manifest["stages"]["export"] = run_exports(config, targets, force=force)
+    if "bench" in stages:
+        manifest["stages"]["bench"] = run_bench_stage(config, force=force)
+    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    manifest["last_run_seconds"] = round(time.perf_counter() - started, 1)
+    write_json_atomic(workdir / MANIFEST, manifest)
+    return manifest
+
+
+def _read_manifest(workdir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((workdir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str, Any]:
+    from edgedistill.export import file_records
+
+    stage = json.loads((path / "stage.json").read_text())
+    return {"path": str(path), "cached": cached, "key": stage["key"], "files": file_records(path),
+            "eval_accuracy": metrics.get("eval_accuracy")}
+
+
+def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False) -> dict[str, Any]:
+    """Export every model in ``export_models`` to every target; a failed gate is recorded, not fatal."""
+    from edgedistill.data import load_task_data
+    from edgedistill.export import check_files, export_target, source_hash
+
+    workdir = Path(config.workdir)
+    data = load_task_data(config.data, seed=config.seed)
+    entries: dict[str, Any] = {}
+    for role in config.export_models:
+        model_dir = workdir / role
+        if not (model_dir / "config.json").is_file():
+            raise EdgeDistillError(f"export: {model_dir} does not exist; run the "
+                                   f"{'teacher' if role == 'teacher' else 'distill'} stage first")
+        source = source_hash(model_dir)
+        for target in targets:
+            name = f"{role}-{target.name}"
+            out = workdir / "artifacts" / name
+            key = sha256_json({"source": source, "target": target.model_dump(), "data": data.fingerprint,
+                               "max_length": config.data.max_length, "seed": config.seed,
+                               "calibration_samples": config.data.calibration_samples})
+            if not force and (out / "artifact.json").is_file():
+                existing = Artifact.open(out)
+                if existing.info.get("cache_key") == key and not check_files(existing):
+                    log.info("export %s: cache hit", name)
+                    entries[name] = {"status": "verified", "cached": True, "key": key,
+                                     "files": existing.info["files"]}
+                    continue
+            try:
+                artifact = export_target(model_dir, target, data, out, max_length=config.data.max_length,
+                                         threads=config.threads,
+                                         calibration_samples=config.data.calibration_samples,
+                                         seed=config.seed, extra_info={"cache_key": key})
+            except EdgeDistillError as exc:
+                log.warning("export %s: %s", name, exc)
+                entries[name] = {"status": "failed", "key": key, "error": str(exc)}
+                continue
+            entries[name] = {"status": "verified", "cached": False, "key": key, "files": artifact.info["files"],
+                             "parity": artifact.info["parity"]}
+    return entries
+
+
+def run_bench_stage(config: Config, *, force: bool = False) -> dict[str, Any]:
+    """Benchmark the workdir into <workdir>/report, skipped when nothing measured has changed."""
+    from edgedistill.bench.harness import BenchSettings, discover, run_bench
+    from edgedistill.bench.report import write_report
+    from edgedistill.cache import is_cached, stage_key, write_stage
+    from edgedistill.data import load_task_data
+    from edgedistill.export import file_records
+
+    workdir = Path(config.workdir)
+    out = workdir / "report"
+    items = discover([workdir])
+    data = load_task_data(config.data, seed=config.seed)
+    b = config.bench
+    inputs = {
+        "items": {i.name: sha256_tree(i.path, exclude=frozenset({"teacher.log", "student.log", "baseline.log"}))
+                  for i in items},
+        "bench": b.model_dump(), "data": data.fingerprint, "threads": config.threads,
+    }
+    key = stage_key("bench", inputs)
+    if not force and is_cached(out, key, ("report.json", "report.md")):
+        log.info("bench: cache hit (key %s), report in %s", key[:12], out)
+        return {"path": str(out), "cached": True, "key": key, "files": file_records(out)}
+    settings = BenchSettings(threads=config.threads, batch_sizes=tuple(b.batch_sizes),
+                             seq_lengths=tuple(b.seq_lengths), reference=(b.batch_sizes[0], max(b.seq_lengths)),
+                             max_length=max(max(b.seq_lengths), config.data.max_length),
+                             real_samples=min(b.real_samples, len(data.eval)))
+    settings.timing["min_s"] = b.min_time
+    report = run_bench(items, data.eval.texts, data.eval.labels, settings, out)
+    write_report(report, out)
+    write_stage(out, "bench", key, {"items": list(inputs["items"])})
+    log.info("bench: report written to %s", out / "report.md")
+    return {"path": str(out), "cached": False, "key": key, "files": file_records(out)}
+
+
+def verify_run(workdir: Path) -> list[str]:
+    """Every output the manifest records, re-hashed: the list of what changed (empty: all intact)."""
+    from edgedistill.export import check_files, diff_file_records, file_records
+
+    manifest_path = Path(workdir) / MANIFEST
+    if not manifest_path.is_file():
+        raise EdgeDistillError(f"{workdir} has no {MANIFEST}: not a run folder (run `edgedistill run` first)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    problems = []
+    for name, entry in manifest.get("stages", {}).items():
+        if name == "export":
+            for artifact_name, record in entry.items():
+                folder = Path(workdir) / "artifacts" / artifact_name
+                if record["status"] != "verified":
+                    continue
+                if not (folder / "artifact.json").is_file():
+                    problems.append(f"artifacts/{artifact_name}: missing")
+                    continue
+                problems += [f"artifacts/{artifact_name}/{p}" for p in check_files(Artifact.open(folder))]
+        else:
+            path = Path(entry["path"])
+            if not path.is_dir():
+                problems.append(f"{name}: {path} is missing")
+                continue
+            problems += [f"{path.name}/{p}" for p in diff_file_records(entry["files"], file_records(path))]
+    return problems
