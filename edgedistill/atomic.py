@@ -7,6 +7,7 @@ If anything fails on the way, the temporary folder is removed and the previous o
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,16 +18,24 @@ from typing import Any
 
 from edgedistill.errors import EdgeDistillError
 
+# Errors that mean "this storage cannot take the output", as opposed to bugs.
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
 
 @contextlib.contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``final``; on success it replaces ``final`` whole."""
     final = Path(final)
+    blocker = next((p for p in (final.parent, *final.parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise EdgeDistillError(f"cannot write {final}: {blocker} is a file, not a folder (choose another "
+                               "output folder with --workdir or --out)")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     except OSError as exc:
-        raise EdgeDistillError(f"cannot write into {final.parent}: {exc.strerror}") from None
+        raise EdgeDistillError(f"cannot write into {final.parent}: {exc.strerror} (choose another output "
+                               "folder with --workdir or --out)") from None
     try:
         yield tmp
         if final.exists():
@@ -36,6 +45,12 @@ def atomic_directory(final: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in _STORAGE_ERRORS:
+            raise EdgeDistillError(f"cannot write {final}: {exc.strerror}; nothing already there was changed "
+                                   "(free space, or choose another output folder)") from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -73,3 +73,14 @@ def load_model_config(source: ModelSource) -> Any:
             f"encoders: {', '.join(BERT_FAMILY)}"
         )
     return config
+
+
+def load_classifier(location: str | Path, **kwargs: Any) -> Any:
+    """``AutoModelForSequenceClassification.from_pretrained`` with any failure (truncated or foreign
+    weights, a missing file, a config mismatch) turned into a :class:`ModelError` naming the folder."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(location, **kwargs)
+    except Exception as exc:  # safetensors, torch and transformers each raise their own types
+        raise ModelError(f"cannot load {location} as a sequence classifier: {type(exc).__name__}: {exc}") from None

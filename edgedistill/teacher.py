@@ -20,7 +20,7 @@ from edgedistill.data import TaskData, encode, load_task_data
 from edgedistill.errors import ModelError
 from edgedistill.host import host_info
 from edgedistill.logs import log_to_file
-from edgedistill.models import ModelSource, load_model_config, resolve_model
+from edgedistill.models import ModelSource, load_classifier, load_model_config, resolve_model
 
 log = logging.getLogger("edgedistill.teacher")
 
@@ -78,7 +78,6 @@ def _read_metrics(folder: Path) -> dict[str, Any]:
 def _build(config: Config, source: ModelSource, model_config: Any, data: TaskData, out: Path) -> dict:
     import torch
     from transformers import (
-        AutoModelForSequenceClassification,
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
@@ -96,18 +95,15 @@ def _build(config: Config, source: ModelSource, model_config: Any, data: TaskDat
              source.location)
     log.info("data: %d train / %d eval rows, labels %s", len(data.train), len(data.eval), names)
     tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.is_local)
-    try:
-        model, loading = AutoModelForSequenceClassification.from_pretrained(
-            source.location,
-            local_files_only=source.is_local,
-            num_labels=len(names),
-            id2label=dict(enumerate(names)),
-            label2id={name: i for i, name in enumerate(names)},
-            ignore_mismatched_sizes=True,
-            output_loading_info=True,
-        )
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"cannot load {source.reference} as a sequence classifier: {exc}") from None
+    model, loading = load_classifier(
+        source.location,
+        local_files_only=source.is_local,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
+        ignore_mismatched_sizes=True,
+        output_loading_info=True,
+    )
     untrained = sorted(set(loading["missing_keys"]) | {k for k, *_ in loading["mismatched_keys"]})
     if tcfg.train == "never" and untrained:
         raise ModelError(

@@ -13,7 +13,8 @@ import torch
 
 from edgedistill.backends.base import Artifact, Calibration
 from edgedistill.config import TargetConfig
-from edgedistill.errors import ConfigError, ModelError
+from edgedistill.errors import ConfigError
+from edgedistill.models import load_classifier
 
 WEIGHT_FILES = ("model.safetensors", "config.json")
 
@@ -22,13 +23,8 @@ class PyTorchRunner:
     """``predict`` on a ``save_pretrained`` classifier folder, fp32, eval mode, no gradients."""
 
     def __init__(self, model_dir: Path, threads: int):
-        from transformers import AutoModelForSequenceClassification
-
         torch.set_num_threads(threads)
-        try:
-            self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load the PyTorch model in {model_dir}: {exc}") from None
+        self.model = load_classifier(model_dir).eval()
 
     @torch.inference_mode()
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

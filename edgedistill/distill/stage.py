@@ -26,7 +26,7 @@ from edgedistill.data import TaskData, encode, load_task_data
 from edgedistill.hashing import sha256_tree
 from edgedistill.host import host_info
 from edgedistill.logs import log_to_file
-from edgedistill.models import load_model_config, resolve_model
+from edgedistill.models import load_classifier, load_model_config, resolve_model
 from edgedistill.teacher import run_teacher
 
 log = logging.getLogger("edgedistill.distill")
@@ -128,7 +128,7 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     atomic output folder) every ``distill.save_steps``, so a killed run resumes where it stopped."""
     import torch
     from torch import nn
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
+    from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     from edgedistill.distill.losses import LossWeights
@@ -145,13 +145,13 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     torch.set_num_threads(config.threads)
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+    teacher = load_classifier(teacher_dir)
     teacher.eval()
     layer_map = None
     if d.student:
         source = resolve_model(d.student)
         load_model_config(source)
-        student = AutoModelForSequenceClassification.from_pretrained(
+        student = load_classifier(
             source.location, local_files_only=source.is_local, num_labels=len(data.label_names),
             id2label=teacher.config.id2label, label2id=teacher.config.label2id, ignore_mismatched_sizes=True)
         init = f"checkpoint {d.student}"
