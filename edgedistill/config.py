@@ -50,11 +50,9 @@ class DataConfig(_Section):
         return names
 
 
-class TeacherConfig(_Section):
-    """The teacher model and, when it needs one, its fine-tuning recipe (transformers' Trainer)."""
+class TrainingRecipe(_Section):
+    """The Trainer recipe shared by the teacher and the students: AdamW, warm-up, then linear decay."""
 
-    model: str = "packaged:all-MiniLM-L6-v2"
-    train: Literal["auto", "always", "never"] = "auto"
     epochs: float = Field(1.0, gt=0)
     learning_rate: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -64,7 +62,14 @@ class TeacherConfig(_Section):
     logging_steps: int = Field(50, ge=1)
 
 
-class DistillConfig(_Section):
+class TeacherConfig(TrainingRecipe):
+    """The teacher model and, when it needs one, its fine-tuning recipe (transformers' Trainer)."""
+
+    model: str = "packaged:all-MiniLM-L6-v2"
+    train: Literal["auto", "always", "never"] = "auto"
+
+
+class DistillConfig(TrainingRecipe):
     """The student and the DistilBERT recipe that trains it (plus the no-teacher baseline)."""
 
     student: str | None = None
@@ -78,13 +83,6 @@ class DistillConfig(_Section):
     alpha_cos: float = Field(1.0, ge=0)
     cache_teacher_logits: bool = False
     baseline: bool = True
-    epochs: float = Field(1.0, gt=0)
-    learning_rate: float = Field(5e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(128, ge=1)
-    logging_steps: int = Field(50, ge=1)
     save_steps: int = Field(200, ge=1)
 
     @model_validator(mode="after")

@@ -115,17 +115,7 @@ def _build(config: Config, source: ModelSource, model_config: Any, data: TaskDat
     with_types = data.train.text_pairs is not None
     train_set = encode(data.train, tokenizer, config.data.max_length, with_token_type_ids=with_types)
     eval_set = encode(data.eval, tokenizer, config.data.max_length, with_token_type_ids=with_types)
-    args = training_arguments(
-        out / "checkpoints",
-        epochs=tcfg.epochs,
-        learning_rate=tcfg.learning_rate,
-        weight_decay=tcfg.weight_decay,
-        warmup_ratio=tcfg.warmup_ratio,
-        batch_size=tcfg.batch_size,
-        eval_batch_size=tcfg.eval_batch_size,
-        logging_steps=tcfg.logging_steps,
-        seed=config.seed,
-    )
+    args = training_arguments(out / "checkpoints", tcfg, seed=config.seed)
     trainer = Trainer(
         model=model,
         args=args,

@@ -42,20 +42,9 @@ class LogToFileCallback(TrainerCallback):
             log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
 
 
-def training_arguments(
-    output_dir: Path,
-    *,
-    epochs: float,
-    learning_rate: float,
-    weight_decay: float,
-    warmup_ratio: float,
-    batch_size: int,
-    eval_batch_size: int,
-    logging_steps: int,
-    seed: int,
-    **extra: Any,
-) -> TrainingArguments:
-    """The Trainer recipe used throughout: AdamW, linear decay after warm-up, no checkpoints by default."""
+def training_arguments(output_dir: Path, recipe: Any, *, seed: int, **extra: Any) -> TrainingArguments:
+    """TrainingArguments for a ``TrainingRecipe`` (AdamW, linear decay after warm-up); no checkpoints
+    unless ``extra`` asks for them."""
     defaults: dict[str, Any] = {
         "save_strategy": "no",
         "eval_strategy": "no",
@@ -67,14 +56,14 @@ def training_arguments(
     defaults.update(extra)
     return TrainingArguments(
         output_dir=str(output_dir),
-        num_train_epochs=epochs,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        warmup_ratio=warmup_ratio,
+        num_train_epochs=recipe.epochs,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        warmup_ratio=recipe.warmup_ratio,
         lr_scheduler_type="linear",
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=eval_batch_size,
-        logging_steps=logging_steps,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=recipe.eval_batch_size,
+        logging_steps=recipe.logging_steps,
         seed=seed,
         data_seed=seed,
         **defaults,

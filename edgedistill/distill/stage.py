@@ -182,12 +182,8 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     extra: dict[str, Any] = {"remove_unused_columns": False}
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         extra["ddp_backend"] = "gloo"
-    args = training_arguments(
-        checkpoints, epochs=d.epochs, learning_rate=d.learning_rate, weight_decay=d.weight_decay,
-        warmup_ratio=d.warmup_ratio, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
-        logging_steps=d.logging_steps, seed=config.seed, save_strategy="steps", save_steps=d.save_steps,
-        save_total_limit=1, **extra,
-    )
+    args = training_arguments(checkpoints, d, seed=config.seed, save_strategy="steps", save_steps=d.save_steps,
+                              save_total_limit=1, **extra)
     trainer = DistillationTrainer(
         model=module, args=args, train_dataset=train_set, data_collator=_TeacherLogitsCollator(collator),
         callbacks=[LogToFileCallback()], teacher=teacher if needs_teacher else None, weights=weights,
