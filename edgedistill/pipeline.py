@@ -136,7 +136,8 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
 
 
 def run_bench_stage(config: Config, *, force: bool = False) -> dict[str, Any]:
-    """Benchmark the workdir into <workdir>/report, skipped when nothing measured has changed."""
+    """Benchmark the checkpoints and this config's artifacts into <workdir>/report, skipped when nothing
+    measured has changed (artifacts of targets no longer configured are left out)."""
     from edgedistill.bench.harness import BenchSettings, discover, run_bench
     from edgedistill.bench.report import write_report
     from edgedistill.cache import is_cached, stage_key, write_stage
@@ -145,7 +146,8 @@ def run_bench_stage(config: Config, *, force: bool = False) -> dict[str, Any]:
 
     workdir = Path(config.workdir)
     out = workdir / "report"
-    items = discover([workdir])
+    wanted = {f"{role}-{t.name}" for role in config.export_models for t in resolve_targets(config)}
+    items = [i for i in discover([workdir]) if i.kind == "checkpoint" or i.path.name in wanted]
     data = load_task_data(config.data, seed=config.seed)
     b = config.bench
     inputs = {
