@@ -19,9 +19,8 @@ from edgedistill.bench.harness import BenchSettings, discover, run_bench
 from edgedistill.bench.report import write_report
 from edgedistill.config import load_config
 from edgedistill.data import load_task_data
-from edgedistill.errors import EdgeDistillError
-from edgedistill.export import export_target
 from edgedistill.logs import configure_console
+from edgedistill.pipeline import run_exports
 from edgedistill.targets import list_targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,22 +37,15 @@ def main() -> None:
     workdir = Path(args.workdir)
     config = load_config(overrides={"data.dataset": str(DATA), "workdir": str(workdir)})
     data = load_task_data(config.data, seed=config.seed)
-    exports = {}
-    for target in list_targets():
-        if target.backend not in args.backends.split(","):
-            continue
-        out = workdir / "artifacts" / f"student-{target.name}"
-        try:
-            artifact = export_target(workdir / "student", target, data, out, max_length=config.data.max_length,
-                                     threads=config.threads, calibration_samples=config.data.calibration_samples,
-                                     seed=config.seed)
-            exports[target.name] = {"status": "verified", "parity": artifact.info["parity"],
-                                    "export_seconds": artifact.info["export_seconds"]}
-        except EdgeDistillError as exc:  # a failed gate is a result to report, not a crash
-            exports[target.name] = {"status": "failed", "error": str(exc)}
+    targets = [t for t in list_targets() if t.backend in args.backends.split(",")]
+    # The pipeline's export stage: each artifact verified before it is written, cached by content hash
+    # (so a later `edgedistill run` on this workdir reuses them), a failed gate recorded with its numbers.
+    exports = run_exports(config, targets)
     settings = BenchSettings(threads=config.threads, max_length=128)
-    report = run_bench(discover([workdir]), data.eval.texts, data.eval.labels, settings, Path(args.out))
-    report["exports"] = exports
+    wanted = {f"student-{t.name}" for t in targets}
+    items = [i for i in discover([workdir]) if i.kind == "checkpoint" or i.path.name in wanted]
+    report = run_bench(items, data.eval.texts, data.eval.labels, settings, Path(args.out))
+    report["exports"] = {name: {k: v for k, v in e.items() if k != "files"} for name, e in exports.items()}
     write_report(report, Path(args.out))
     rows = {r["name"]: r for r in report["rows"]}
 
@@ -73,6 +65,7 @@ def main() -> None:
         "int8_dynamic_accuracy": rows.get("student-onnx-int8-dynamic", {}).get("accuracy"),
         "fp32_student_accuracy": rows.get("student-pytorch-fp32", {}).get("accuracy"),
         "exports": {k: v["status"] for k, v in exports.items()},
+        "failed_exports": {k: v["error"] for k, v in exports.items() if v["status"] != "verified"},
     }
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
