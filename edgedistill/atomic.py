@@ -56,6 +56,34 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         raise
 
 
+def process_rank() -> int:
+    """This process's rank under torchrun / accelerate launch (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+@contextlib.contextmanager
+def scratch_directory() -> Iterator[Path]:
+    """A throwaway folder: where the non-first processes of a distributed run write, so nothing lasts."""
+    path = Path(tempfile.mkdtemp(prefix="edgedistill-rank"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def stage_directory(final: Path) -> contextlib.AbstractContextManager[Path]:
+    """The first process publishes ``final`` atomically; the others work in a scratch folder."""
+    return atomic_directory(final) if process_rank() == 0 else scratch_directory()
+
+
+def wait_for_first_process() -> None:
+    """Barrier after a stage the first process published, when a process group is running."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON through a temporary file and rename it over ``path``."""
     path = Path(path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedistill.atomic import atomic_directory, write_json_atomic
+from edgedistill.atomic import stage_directory, wait_for_first_process, write_json_atomic
 from edgedistill.cache import is_cached, read_stage, stage_key, write_stage
 from edgedistill.config import Config, dump_config
 from edgedistill.data import TaskData, encode, load_task_data
@@ -40,7 +40,10 @@ def teacher_dir(config: Config) -> Path:
 
 
 def run_teacher(config: Config, *, force: bool = False) -> TeacherResult:
-    """Produce the fine-tuned teacher, or reuse the cached one when no input changed."""
+    """Produce the fine-tuned teacher, or reuse the cached one when no input changed.
+
+    Under torchrun / accelerate launch every process trains (the Trainer's DDP) and the first writes.
+    """
     source = resolve_model(config.teacher.model)
     model_config = load_model_config(source)
     data = load_task_data(config.data, seed=config.seed)
@@ -60,11 +63,12 @@ def run_teacher(config: Config, *, force: bool = False) -> TeacherResult:
         return TeacherResult(out, metrics, cached=True)
     previous = read_stage(out)
     log.info("teacher: %s (key %s)", "inputs changed, rebuilding" if previous else "building", key[:12])
-    with atomic_directory(out) as tmp, log_to_file(tmp / "teacher.log"):
+    with stage_directory(out) as tmp, log_to_file(tmp / "teacher.log"):
         metrics = _build(config, source, model_config, data, tmp)
         (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
         write_json_atomic(tmp / "metrics.json", metrics)
         write_stage(tmp, STAGE, key, inputs)
+    wait_for_first_process()
     log.info("teacher: saved to %s (eval accuracy %.4f)", out, metrics["eval_accuracy"])
     return TeacherResult(out, metrics, cached=False)
 

@@ -224,12 +224,20 @@ def test_cached_teacher_logits_and_narrow_student(tmp_path, distilled, toy_data_
     assert result.metrics["hidden_size"] == 16 and result.metrics["layer_map"] is None
 
 
-def test_two_process_torchrun(tmp_path, distilled, toy_data_dir):
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"],
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", "29519"],
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_process_launch(tmp_path, distilled, toy_data_dir, launcher):
     config, _ = distilled
     teacher_dir = Path(config.workdir) / "teacher"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           "-m", "edgedistill", "distill", "--data", str(toy_data_dir), "--workdir", str(tmp_path),
+    cmd = [*LAUNCHERS[launcher], "-m", "edgedistill", "distill", "--data", str(toy_data_dir), "--workdir", str(tmp_path),
            "--threads", "1", "--set", f"teacher.model={teacher_dir}", "--set", "data.max_length=16",
            "--set", "distill.layers=2", "--set", "distill.epochs=2", "--set", "distill.batch_size=8",
            "--set", "distill.baseline=false"]
@@ -240,7 +248,7 @@ def test_two_process_torchrun(tmp_path, distilled, toy_data_dir):
     from transformers import AutoModelForSequenceClassification
 
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "student").config.n_layers == 2
-    assert not list(tmp_path.glob(".student.tmp-*"))
+    assert not list(tmp_path.glob(".student.tmp-*")) and not list(tmp_path.glob(".teacher.tmp-*"))
 
 
 def test_killed_distillation_resumes_from_its_checkpoint(tmp_path, distilled, toy_data_dir, monkeypatch, caplog):

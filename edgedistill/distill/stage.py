@@ -13,13 +13,12 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedistill.atomic import atomic_directory, write_json_atomic
+from edgedistill.atomic import process_rank, stage_directory, wait_for_first_process, write_json_atomic
 from edgedistill.cache import is_cached, read_stage, stage_key, write_stage
 from edgedistill.config import Config, dump_config
 from edgedistill.data import TaskData, encode, load_task_data
@@ -41,10 +40,6 @@ class DistillResult:
     path: Path
     metrics: dict[str, Any]
     cached: bool
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 def run_distill(config: Config, *, force: bool = False) -> list[DistillResult]:
@@ -83,35 +78,18 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
                  metrics["eval_accuracy"])
         return DistillResult(role, out, metrics, cached=True)
     log.info("%s: %s (key %s)", role, "inputs changed, rebuilding" if read_stage(out) else "building", key[:12])
-    if _rank() == 0:
-        target = atomic_directory(out)
-    else:  # other DDP processes train alongside and write nothing that lasts
-        target = _scratch_directory()
     checkpoints = Path(config.workdir) / ".checkpoints" / f"{role}-{key[:12]}"
-    with target as tmp, log_to_file(tmp / f"{role}.log"):
+    with stage_directory(out) as tmp, log_to_file(tmp / f"{role}.log"):
         metrics = _train(config, role, teacher_dir, data, tmp, checkpoints)
-        if _rank() == 0:
+        if process_rank() == 0:
             (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
             write_json_atomic(tmp / "metrics.json", metrics)
             write_stage(tmp, role, key, inputs)
-    if _rank() == 0:
+    wait_for_first_process()
+    if process_rank() == 0:
         log.info("%s: saved to %s (eval accuracy %.4f, %.1f%% of the teacher)", role, out,
                  metrics["eval_accuracy"], 100 * metrics["retention_of_teacher_accuracy"])
     return DistillResult(role, out, metrics, cached=False)
-
-
-def _scratch_directory():
-    from contextlib import contextmanager
-
-    @contextmanager
-    def scratch():
-        path = Path(tempfile.mkdtemp(prefix="edgedistill-rank"))
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
-    return scratch()
 
 
 def _layer_pairs(config: Config, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
@@ -195,7 +173,7 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     train_time = time.perf_counter() - started
-    if _rank() != 0:
+    if process_rank() != 0:
         return {}
     shutil.rmtree(checkpoints, ignore_errors=True)
     student.config.edgedistill = {"role": role, "layer_map": layer_map, "teacher": str(teacher_dir)}
