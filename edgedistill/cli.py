@@ -241,12 +241,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                "baseline/ or artifacts/*/artifact.json")
     data = load_task_data(config.data, seed=config.seed)
     texts = data.eval.texts[: args.eval_samples] if args.eval_samples else data.eval.texts
-    settings = BenchSettings(threads=config.threads, batch_sizes=args.batch_sizes, seq_lengths=args.seq_lengths,
-                             reference=(args.batch_sizes[0], max(args.seq_lengths)),
-                             max_length=max(max(args.seq_lengths), config.data.max_length),
-                             real_samples=min(args.real_samples, len(texts)))
-    if args.min_time is not None:
-        settings.timing["min_s"] = args.min_time
+    b = config.bench
+    batch_sizes, seq_lengths = args.batch_sizes or tuple(b.batch_sizes), args.seq_lengths or tuple(b.seq_lengths)
+    settings = BenchSettings(threads=config.threads, batch_sizes=batch_sizes, seq_lengths=seq_lengths,
+                             reference=(batch_sizes[0], max(seq_lengths)),
+                             max_length=max(max(seq_lengths), config.data.max_length),
+                             real_samples=min(args.real_samples or b.real_samples, len(texts)))
+    settings.timing["min_s"] = args.min_time or b.min_time
     out = Path(args.out) if args.out else Path(config.workdir) / "report"
     report = run_bench(items, texts, data.eval.labels[: len(texts)], settings, out)
     for path in write_report(report, out):
@@ -346,12 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("paths", nargs="*", metavar="PATH",
                        help="model folders, artifact folders or workdirs (default: the workdir)")
     bench.add_argument("--out", metavar="DIR", help="report folder (default: <workdir>/report)")
-    bench.add_argument("--batch-sizes", type=_int_list, default=(1, 8), metavar="1,8")
-    bench.add_argument("--seq-lengths", type=_int_list, default=(16, 32, 64, 128), metavar="16,32,64,128")
+    bench.add_argument("--batch-sizes", type=_int_list, metavar="1,8", help="default: bench.batch_sizes (1,8)")
+    bench.add_argument("--seq-lengths", type=_int_list, metavar="16,32,64,128",
+                       help="default: bench.seq_lengths (16,32,64,128)")
     bench.add_argument("--eval-samples", type=int, metavar="N", help="accuracy on the first N eval rows")
-    bench.add_argument("--real-samples", type=int, default=300, metavar="N",
-                       help="eval sentences timed one by one at their real length (default 300)")
-    bench.add_argument("--min-time", type=float, metavar="S", help="minimum timed seconds per shape (default 1)")
+    bench.add_argument("--real-samples", type=int, metavar="N",
+                       help="eval sentences timed one by one at their real length (default: bench.real_samples, 300)")
+    bench.add_argument("--min-time", type=float, metavar="S",
+                       help="minimum timed seconds per shape (default: bench.min_time, 1)")
     compare = verb("compare", cmd_compare, "set two reports side by side",
                    "Matches rows by name and prints latency ratios, accuracy and size of both (Markdown).")
     compare.add_argument("a", metavar="A/report.json")
