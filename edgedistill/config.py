@@ -128,7 +128,7 @@ class TargetConfig(_Section):
 
 
 DEFAULT_TARGETS = (
-    "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "onnx-fused-int8-dynamic",
+    "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-fused-int8-dynamic",
     "tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights",
 )
 

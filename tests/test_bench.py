@@ -109,3 +109,15 @@ def test_tiny_bench_writes_every_output_and_survives_a_crash(tmp_path, bench_wor
     csv_lines = (tmp_path / "report.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 4 * 4 + 1  # header, 4 shapes x 4 good rows, 1 error row
     assert "| student-onnx-fp32 |" in compare_reports(tmp_path / "report.json", tmp_path / "report.json")
+
+
+def test_a_worker_peak_rss_is_its_own_not_its_parents():
+    import subprocess
+    import sys
+
+    ballast = bytearray(800 * 1024 * 1024)  # the parent's high-water mark goes past 800 MB
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    out = subprocess.run([sys.executable, "-c", "from edgedistill.bench.memory import peak_rss_mb; "
+                          "print(peak_rss_mb())"], capture_output=True, text=True, check=True)
+    del ballast
+    assert float(out.stdout) < 300

@@ -17,7 +17,7 @@ from edgedistill.hashing import sha256_file
 from edgedistill.targets import load_target
 
 PROFILES = ["pytorch-fp32", "onnx-fp32", "onnx-fp32-fused", "onnx-fp16", "onnx-int8-dynamic",
-            "onnx-int8-dynamic-per-channel", "onnx-int8-static", "onnx-fused-int8-dynamic"]
+            "onnx-int8-dynamic-per-tensor", "onnx-int8-static", "onnx-fused-int8-dynamic"]
 
 
 @pytest.fixture(scope="module")
