@@ -29,27 +29,28 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     s = report["settings"]
     written = []
 
-    # 1. Accuracy against p50 latency at the reference shape, Pareto front marked.
+    # 1. Accuracy against p50 latency at the reference shape, Pareto front marked. Points are numbered
+    #    (many artifacts share an accuracy, so names written beside them would overlap); the legend
+    #    maps each number to its model.
     pts = [(r["reference_latency"]["p50_ms"], r["accuracy"], r) for r in rows
            if r.get("reference_latency") and r.get("accuracy") is not None]
     if pts:
-        fig, ax = plt.subplots(figsize=(9, 6))
-        for lat, acc, r in pts:
-            ax.scatter(lat, acc, color=_COLORS.get(r["backend"], "gray"), s=60, zorder=3)
-            ax.annotate(r["name"], (lat, acc), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        fig, ax = plt.subplots(figsize=(11, 6.5))
+        for number, (lat, acc, r) in enumerate(pts, start=1):
+            ax.scatter(lat, acc, color=_COLORS.get(r["backend"], "gray"), s=150, zorder=3,
+                       label=f"{number}: {r['name']}")
+            ax.annotate(str(number), (lat, acc), ha="center", va="center", fontsize=7, color="white",
+                        zorder=4, weight="bold")
         front = pareto_front([(p[0], p[1]) for p in pts])
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="black", lw=1,
                 label="Pareto front", zorder=2)
-        for backend, color in _COLORS.items():
-            if any(p[2]["backend"] == backend for p in pts):
-                ax.scatter([], [], color=color, label=backend)
         ax.set_xscale("log")
         ax.set_xlabel(f"p50 latency, ms (batch {s['reference']['batch']}, seq {s['reference']['seq']}, "
                       f"{s['threads']} threads, log scale)")
         ax.set_ylabel("eval accuracy")
-        ax.set_title("Accuracy against latency")
+        ax.set_title("Accuracy against latency (colour: backend; blue PyTorch, orange ONNX, green TFLite)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
         fig.tight_layout()
         written.append(out_dir / "accuracy_vs_latency.png")
         fig.savefig(written[-1], dpi=120)
@@ -72,20 +73,22 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
         fig.savefig(written[-1], dpi=120)
         plt.close(fig)
 
-    # 3. Latency against sequence length at batch 1.
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for r in rows:
+    # 3. Latency against sequence length at batch 1: one colour per model, line style per backend.
+    fig, ax = plt.subplots(figsize=(11, 6.5))
+    palette = plt.get_cmap("tab20")
+    styles = {"pytorch": "-", "onnx": "--", "tflite": ":", "coreml": "-."}
+    for index, r in enumerate(rows):
         series = sorted((p["seq"], p["p50_ms"]) for p in r["latency"] if p["batch"] == 1)
         if series:
-            ax.plot(*zip(*series), marker="o", label=r["name"], color=_COLORS.get(r["backend"], "gray"),
-                    alpha=0.85, linestyle="-" if r["precision"] == "fp32" else "--")
+            ax.plot(*zip(*series), marker="o", label=r["name"], color=palette(index % 20),
+                    linestyle=styles.get(r["backend"], "-"), lw=1.8)
     ax.set_xlabel("sequence length (tokens)")
     ax.set_ylabel("p50 latency, ms (batch 1, log scale)")
     ax.set_yscale("log")
     ax.set_xticks(s["seq_lengths"])
-    ax.set_title("Latency against sequence length")
+    ax.set_title("Latency against sequence length (line: solid PyTorch, dashed ONNX, dotted TFLite)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     written.append(out_dir / "latency_vs_length.png")
     fig.savefig(written[-1], dpi=120)
