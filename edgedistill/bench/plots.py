@@ -19,6 +19,15 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -51,10 +60,7 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title("Accuracy against latency (colour: backend; blue PyTorch, orange ONNX, green TFLite)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-        fig.tight_layout()
-        written.append(out_dir / "accuracy_vs_latency.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        written.append(_save(fig, out_dir / "accuracy_vs_latency.png"))
 
     # 2. Size per model / artifact.
     sized = [r for r in rows if r.get("size_bytes")]
@@ -68,10 +74,7 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xlabel("model file size, MB")
         ax.set_title("Size on disk")
         ax.tick_params(axis="y", labelsize=8)
-        fig.tight_layout()
-        written.append(out_dir / "size.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        written.append(_save(fig, out_dir / "size.png"))
 
     # 3. Latency against sequence length at batch 1: one colour per model, line style per backend.
     fig, ax = plt.subplots(figsize=(11, 6.5))
@@ -89,8 +92,5 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_title("Latency against sequence length (line: solid PyTorch, dashed ONNX, dotted TFLite)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    fig.tight_layout()
-    written.append(out_dir / "latency_vs_length.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
+    written.append(_save(fig, out_dir / "latency_vs_length.png"))
     return written
