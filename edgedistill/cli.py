@@ -228,7 +228,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark checkpoints and artifacts, each in its own process, into one report."""
     from pathlib import Path
 
-    from edgedistill.bench.harness import BenchSettings, discover, run_bench
+    from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.data import load_task_data
     from edgedistill.errors import EdgeDistillError
@@ -241,13 +241,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                "baseline/ or artifacts/*/artifact.json")
     data = load_task_data(config.data, seed=config.seed)
     texts = data.eval.texts[: args.eval_samples] if args.eval_samples else data.eval.texts
-    b = config.bench
-    batch_sizes, seq_lengths = args.batch_sizes or tuple(b.batch_sizes), args.seq_lengths or tuple(b.seq_lengths)
-    settings = BenchSettings(threads=config.threads, batch_sizes=batch_sizes, seq_lengths=seq_lengths,
-                             reference=(batch_sizes[0], max(seq_lengths)),
-                             max_length=max(max(seq_lengths), config.data.max_length),
-                             real_samples=min(args.real_samples or b.real_samples, len(texts)))
-    settings.timing["min_s"] = args.min_time or b.min_time
+    flags = {"batch_sizes": args.batch_sizes and list(args.batch_sizes),
+             "seq_lengths": args.seq_lengths and list(args.seq_lengths),
+             "real_samples": args.real_samples, "min_time": args.min_time}
+    bench = config.bench.model_copy(update={k: v for k, v in flags.items() if v})
+    settings = settings_from(bench, threads=config.threads, max_length=config.data.max_length,
+                             eval_rows=len(texts))
     out = Path(args.out) if args.out else Path(config.workdir) / "report"
     report = run_bench(items, texts, data.eval.labels[: len(texts)], settings, out)
     for path in write_report(report, out):

@@ -49,10 +49,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
 
     ``extra_info`` is merged into ``artifact.json`` (the pipeline stores its cache key there).
     """
-    from transformers import AutoTokenizer
-
-    from edgedistill.backends.pytorch import PyTorchRunner
-    from edgedistill.verify import compare, padded_batches, tolerance_for
+    from edgedistill.verify import check_parity
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -60,11 +57,6 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
     backend = get_backend(target.backend)
     calibration = Calibration(data.calibration_texts(calibration_samples, seed), max_length) \
         if target.precision == "int8-static" else None
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    texts = data.eval.texts[:verify_samples] if verify_samples else data.eval.texts
-    labels = data.eval.labels[: len(texts)]
-    batches = list(padded_batches(texts, tokenizer, max_length))
-    tolerance = tolerance_for(target.precision, target.tolerance)
     log.info("export %s: %s %s from %s", target.name, target.backend, target.precision, model_dir)
     with atomic_directory(out) as tmp:
         started = time.perf_counter()
@@ -75,7 +67,8 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
                 shutil.copy2(model_dir / name, tmp / name)
         draft = Artifact(tmp, {"target": target.model_dump(), "model_files": [p.name for p in model_files]})
         runner = backend.load(draft, threads)
-        report = compare(PyTorchRunner(model_dir, threads), runner, batches, labels, tolerance)
+        report = check_parity(model_dir, runner, target, data, max_length=max_length, threads=threads,
+                              verify_samples=verify_samples)
         if not report.passed:
             raise ParityError(
                 f"target {target.name}: the {target.backend} {target.precision} artifact failed verification "
@@ -132,10 +125,7 @@ def diff_file_records(recorded: dict[str, dict[str, Any]], actual: dict[str, dic
 def verify_artifact(path: Path, data: TaskData | None, *, threads: int, verify_samples: int | None = None
                     ) -> dict[str, Any]:
     """Re-check an artifact: file hashes, then (with data and the source at hand) the parity gate."""
-    from transformers import AutoTokenizer
-
-    from edgedistill.backends.pytorch import PyTorchRunner
-    from edgedistill.verify import compare, padded_batches, tolerance_for
+    from edgedistill.verify import check_parity
 
     artifact = Artifact.open(path)
     problems = check_files(artifact)
@@ -149,12 +139,9 @@ def verify_artifact(path: Path, data: TaskData | None, *, threads: int, verify_s
     if source_hash(source) != artifact.info["source"]["sha256"]:
         raise EdgeDistillError(f"{path}: its source model {source} changed since export; re-export it")
     target = artifact.target
-    backend = get_backend(target.backend)
-    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
-    texts = data.eval.texts[:verify_samples] if verify_samples else data.eval.texts
-    batches = list(padded_batches(texts, tokenizer, artifact.info.get("max_length", 128)))
-    report = compare(PyTorchRunner(source, threads), backend.load(artifact, threads), batches,
-                     data.eval.labels, tolerance_for(target.precision, target.tolerance))
+    report = check_parity(source, get_backend(target.backend).load(artifact, threads), target, data,
+                          max_length=artifact.info.get("max_length", 128), threads=threads,
+                          verify_samples=verify_samples)
     if not report.passed:
         raise ParityError(f"{path}: verification failed: " + "; ".join(report.failures))
     result["parity"] = report.as_dict()

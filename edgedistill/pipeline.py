@@ -59,15 +59,16 @@ def run_pipeline(config: Config, *, only: str | None = None, start: str | None =
                      "tools": library_versions(), "host": host_info(config.threads)})
     manifest.setdefault("stages", {})
     started = time.perf_counter()
+    teacher = None
     if "teacher" in stages:
         from edgedistill.teacher import run_teacher
 
-        result = run_teacher(config, force=force)
-        manifest["stages"]["teacher"] = _model_entry(result.path, result.cached, result.metrics)
+        teacher = run_teacher(config, force=force)
+        manifest["stages"]["teacher"] = _model_entry(teacher.path, teacher.cached, teacher.metrics)
     if "distill" in stages:
         from edgedistill.distill import run_distill
 
-        for result in run_distill(config, force=force):
+        for result in run_distill(config, force=force, teacher=teacher):
             manifest["stages"][result.role] = _model_entry(result.path, result.cached, result.metrics)
     if "export" in stages:
         manifest["stages"]["export"] = run_exports(config, targets, force=force)
@@ -138,7 +139,7 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
 def run_bench_stage(config: Config, *, force: bool = False) -> dict[str, Any]:
     """Benchmark the checkpoints and this config's artifacts into <workdir>/report, skipped when nothing
     measured has changed (artifacts of targets no longer configured are left out)."""
-    from edgedistill.bench.harness import BenchSettings, discover, run_bench
+    from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.cache import is_cached, stage_key, write_stage
     from edgedistill.data import load_task_data
@@ -159,11 +160,8 @@ def run_bench_stage(config: Config, *, force: bool = False) -> dict[str, Any]:
     if not force and is_cached(out, key, ("report.json", "report.md")):
         log.info("bench: cache hit (key %s), report in %s", key[:12], out)
         return {"path": str(out), "cached": True, "key": key, "files": file_records(out)}
-    settings = BenchSettings(threads=config.threads, batch_sizes=tuple(b.batch_sizes),
-                             seq_lengths=tuple(b.seq_lengths), reference=(b.batch_sizes[0], max(b.seq_lengths)),
-                             max_length=max(max(b.seq_lengths), config.data.max_length),
-                             real_samples=min(b.real_samples, len(data.eval)))
-    settings.timing["min_s"] = b.min_time
+    settings = settings_from(b, threads=config.threads, max_length=config.data.max_length,
+                             eval_rows=len(data.eval))
     report = run_bench(items, data.eval.texts, data.eval.labels, settings, out)
     write_report(report, out)
     write_stage(out, "bench", key, {"items": list(inputs["items"])})

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.backends.base import ParityError, Runner
-from edgedistill.config import Tolerance
+from edgedistill.config import TargetConfig, Tolerance
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-4),
@@ -93,3 +93,16 @@ def compare(source: Runner, artifact: Runner, batches: list[tuple[np.ndarray, np
                                f"({src_acc:.4f} -> {art_acc:.4f}) > {tolerance.max_accuracy_drop:g}")
     report.passed = not report.failures
     return report
+
+
+def check_parity(source_dir: Any, artifact: Runner, target: TargetConfig, data: Any, *, max_length: int,
+                 threads: int, verify_samples: int | None = None) -> ParityReport:
+    """The gate for one artifact: its runner against the PyTorch model in ``source_dir`` on the eval split."""
+    from transformers import AutoTokenizer
+
+    from edgedistill.backends.pytorch import PyTorchRunner
+
+    texts = data.eval.texts[:verify_samples] if verify_samples else data.eval.texts
+    batches = list(padded_batches(texts, AutoTokenizer.from_pretrained(source_dir), max_length))
+    return compare(PyTorchRunner(source_dir, threads), artifact, batches, data.eval.labels[: len(texts)],
+                   tolerance_for(target.precision, target.tolerance))

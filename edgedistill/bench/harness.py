@@ -52,6 +52,18 @@ class BenchSettings:
                                                              "min_runs": 20, "min_s": 1.0})
 
 
+def settings_from(bench: Any, *, threads: int, max_length: int, eval_rows: int) -> BenchSettings:
+    """BenchSettings for a config's ``bench`` section; the reference shape is the first batch size at
+    the longest sequence length."""
+    settings = BenchSettings(threads=threads, batch_sizes=tuple(bench.batch_sizes),
+                             seq_lengths=tuple(bench.seq_lengths),
+                             reference=(bench.batch_sizes[0], max(bench.seq_lengths)),
+                             max_length=max(max(bench.seq_lengths), max_length),
+                             real_samples=min(bench.real_samples, eval_rows))
+    settings.timing["min_s"] = bench.min_time
+    return settings
+
+
 def discover(paths: list[Path]) -> list[BenchItem]:
     """Bench items from checkpoint folders, artifact folders, or a workdir holding both."""
     items: list[BenchItem] = []

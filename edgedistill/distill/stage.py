@@ -26,7 +26,7 @@ from edgedistill.hashing import sha256_tree
 from edgedistill.host import host_info
 from edgedistill.logs import log_to_file
 from edgedistill.models import load_classifier, load_model_config, resolve_model
-from edgedistill.teacher import run_teacher
+from edgedistill.teacher import TeacherResult, run_teacher
 
 log = logging.getLogger("edgedistill.distill")
 
@@ -42,9 +42,13 @@ class DistillResult:
     cached: bool
 
 
-def run_distill(config: Config, *, force: bool = False) -> list[DistillResult]:
-    """Distil the student, then (unless disabled) train the baseline; each cached on its own."""
-    teacher = run_teacher(config)
+def run_distill(config: Config, *, force: bool = False, teacher: TeacherResult | None = None
+                ) -> list[DistillResult]:
+    """Distil the student, then (unless disabled) train the baseline; each cached on its own.
+
+    ``teacher``: the teacher stage's result when the caller already ran it (the pipeline does).
+    """
+    teacher = teacher or run_teacher(config)
     data = load_task_data(config.data, seed=config.seed)
     teacher_hash = sha256_tree(teacher.path, exclude=frozenset({"teacher.log"}))
     roles = ROLES if config.distill.baseline else ROLES[:1]
