@@ -65,6 +65,8 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         for name in ("config.json", *TOKENIZER_FILES):
             if (model_dir / name).is_file() and not (tmp / name).exists():
                 shutil.copy2(model_dir / name, tmp / name)
+        inspect = getattr(backend, "inspect", None)
+        structure = inspect(model_files, target) if inspect else None
         draft = Artifact(tmp, {"target": target.model_dump(), "model_files": [p.name for p in model_files]})
         runner = backend.load(draft, threads)
         report = check_parity(model_dir, runner, target, data, max_length=max_length, threads=threads,
@@ -72,7 +74,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         if not report.passed:
             raise ParityError(
                 f"target {target.name}: the {target.backend} {target.precision} artifact failed verification "
-                f"against {model_dir} on {report.samples} eval sentences: " + "; ".join(report.failures)
+                f"({getattr(runner, 'runtime', target.backend)}) against {model_dir} on {report.samples} eval sentences: " + "; ".join(report.failures)
                 + f" (max |diff| {report.max_abs:.3g}, agreement {report.agreement:.2%}). No artifact was written."
             )
         config = json.loads((model_dir / "config.json").read_text())
@@ -87,7 +89,9 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
                             for i in range(len(config.get("id2label", {})) or 2)],
             "max_length": max_length,
             "tools": library_versions(),
-            "parity": report.as_dict(),
+            "parity": {**report.as_dict(), "runtime": getattr(runner, "runtime", target.backend)},
+            **({"structure": structure} if structure else {}),
+            **({"note": runner.note} if getattr(runner, "note", None) else {}),
             "export_seconds": round(export_s, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "host": host_info(threads),

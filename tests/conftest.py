@@ -91,6 +91,8 @@ def requires_shared_sst2() -> pytest.MarkDecorator:
 
 
 os.environ.setdefault("WANDB_DISABLED", "true")
+# XNNPACK weight caches of the test artifacts go to a scratch folder, not the user's ~/.cache.
+os.environ.setdefault("EDGEDISTILL_CACHE", __import__("tempfile").mkdtemp(prefix="edgedistill-test-cache-"))
 
 
 def train_tiny_classifier(folder: Path, tokenizer_dir: Path, data_dir: Path, *, steps: int = 120,

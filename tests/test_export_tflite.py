@@ -48,8 +48,8 @@ def test_each_precision_converts_and_passes_its_gate(artifacts, name):
 
 def test_one_signature_per_bucket_with_named_io(artifacts):
     runner = TFLiteRunner(artifacts["tflite-fp32"].path / "model.tflite", threads=1)
-    signatures = runner.interpreter.get_signature_list()
-    assert signatures == {f"seq_{b}": {"inputs": ["attention_mask", "input_ids"], "outputs": ["logits"]}
+    signatures = runner.model.get_signature_list()
+    assert signatures == {f"seq_{b}": {"inputs": ["input_ids", "attention_mask"], "outputs": ["logits"]}
                           for b in BUCKETS}
     assert runner.buckets == BUCKETS and runner.bucket_for(5) == 8 and runner.bucket_for(9) == 16
 
@@ -77,16 +77,29 @@ def test_over_long_input_is_truncated_with_a_warning_or_refused(artifacts, tiny_
 
 def test_int8_static_logits_come_out_int8_and_are_dequantized(artifacts):
     runner = TFLiteRunner(artifacts["tflite-int8-static"].path / "model.tflite", threads=1)
-    detail = runner.runners[8].get_output_details()["logits"]
-    assert detail["dtype"] == np.int8 and detail["quantization"][0] > 0
+    signature = runner.signatures[8]
+    assert signature["logits"]["dtype"] == "int8" and signature["quantization"][0] > 0
     logits = runner.predict(np.array([[2, 10, 3]]), np.array([[1, 1, 1]]))
     assert logits.dtype == np.float32
-    scale, zero = detail["quantization"]
+    scale, zero = signature["quantization"]
     assert np.allclose((logits / scale) + zero, np.round((logits / scale) + zero), atol=1e-3)
 
 
 def test_dequantize_uses_scale_and_zero_point():
-    detail = {"quantization": (0.5, -3)}
-    np.testing.assert_allclose(dequantize(np.array([[-3, 1]], dtype=np.int8), detail), [[0.0, 2.0]])
+    np.testing.assert_allclose(dequantize(np.array([[-3, 1]], dtype=np.int8), (0.5, -3)), [[0.0, 2.0]])
     floats = np.array([[0.25]], dtype=np.float32)
-    assert dequantize(floats, detail) is floats
+    assert dequantize(floats, (0.5, -3)) is floats
+
+
+def test_signatures_share_one_xnnpack_weight_cache_file(artifacts, tmp_path, monkeypatch):
+    """XNNPACK packs weights per signature; the cache file packs them once for every bucket."""
+    from edgedistill.backends.tflite import weight_cache_path
+
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path))
+    path = artifacts["tflite-int8-dynamic"].path / "model.tflite"
+    cache = weight_cache_path(path)
+    assert cache.parent == tmp_path / "xnnpack" and not cache.exists()
+    first = TFLiteRunner(path, threads=1).predict(np.array([[2, 10, 3]]), np.array([[1, 1, 1]]))
+    assert cache.is_file() and cache.stat().st_size > 0
+    again = TFLiteRunner(path, threads=1).predict(np.array([[2, 10, 3]]), np.array([[1, 1, 1]]))
+    np.testing.assert_array_equal(first, again)

@@ -5,7 +5,10 @@ A backend is one module with two verbs:
 * ``export(model_dir, target, calibration, out_dir) -> list[Path]``: write the model file(s) for a
   target into ``out_dir`` (an empty temporary folder) and return them;
 * ``load(artifact, threads) -> Runner`` where ``Runner.predict(input_ids, attention_mask) -> logits``,
-  numpy int64 in, float32 out.
+  numpy int64 in, float32 out. A runner may say what actually ran it (``runtime``) and whether its
+  timings mean anything (``measures_latency``, false for an emulation);
+* optionally ``inspect(model_files, target) -> dict``: structural facts about the file, checked against
+  the target (raising on a mismatch), stored in ``artifact.json`` as ``structure``.
 
 Everything else (tokenizer files, ``artifact.json``, the parity gate, atomic publication) is done once,
 in :mod:`edgedistill.export`, for all backends. Adding a format is one module and one registry line.
@@ -22,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgedistill.config import TargetConfig
-from edgedistill.errors import ConfigError, EdgeDistillError, require
+from edgedistill.errors import ConfigError, EdgeDistillError, ModelError, require
 
 ARTIFACT_FILE = "artifact.json"
 
@@ -31,6 +34,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
     "pytorch": ("edgedistill.backends.pytorch", "", None),
     "onnx": ("edgedistill.backends.onnx", "onnx", "onnxruntime"),
     "tflite": ("edgedistill.backends.tflite", "tflite", "litert_torch"),
+    "coreml": ("edgedistill.backends.coreml", "coreml", "coremltools"),
 }
 
 
@@ -58,6 +62,10 @@ class Backend(Protocol):
 
 class ParityError(EdgeDistillError):
     """An artifact disagrees with the PyTorch model it came from beyond the target's tolerance."""
+
+
+class InputTooLongError(ModelError):
+    """A batch is longer than a fixed-shape artifact's largest length and the target refuses to truncate."""
 
 
 @dataclass

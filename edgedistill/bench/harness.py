@@ -31,7 +31,7 @@ CHECKPOINT_ROLES = ("teacher", "student", "baseline")
 class BenchItem:
     name: str
     role: str
-    kind: str  # "checkpoint" (a save_pretrained folder, run in PyTorch) or "artifact"
+    kind: str  # "checkpoint" (a save_pretrained folder, run in PyTorch), "artifact", or "peer-onnx"/"peer-tflite"
     path: Path
     backend: str
     precision: str
@@ -110,8 +110,12 @@ def _artifact_item(path: Path) -> BenchItem:
 def _size_bytes(item: BenchItem) -> int:
     if item.kind == "checkpoint":
         return (item.path / "model.safetensors").stat().st_size
+    if item.kind.startswith("peer-"):
+        return sum(f.stat().st_size for f in item.path.iterdir() if f.suffix in (".onnx", ".tflite"))
     info = json.loads((item.path / "artifact.json").read_text())
-    return sum(info["files"][name]["bytes"] for name in info["model_files"])
+    # a model file may be a folder (a Core ML .mlpackage): count every file under it
+    return sum(record["bytes"] for path, record in info["files"].items()
+               if any(path == name or path.startswith(name + "/") for name in info["model_files"]))
 
 
 def count_parameters(model_dir: Path) -> int:
@@ -220,6 +224,7 @@ def _cross_row_metrics(rows: list[dict[str, Any]], logits: dict[str, np.ndarray]
         if source is not None and source["name"] in logits:
             diff = np.abs(own - logits[source["name"]])
             row["max_logit_diff"], row["mean_logit_diff"] = float(diff.max()), float(diff.mean())
+            row["agreement_with_source"] = float(np.mean(own.argmax(-1) == logits[source["name"]].argmax(-1)))
     for row in rows:
         ref = row.get("reference_latency")
         for key, other in (("teacher", teacher), ("fp32_student", student)):

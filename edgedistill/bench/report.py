@@ -51,6 +51,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             continue
         ref = row.get("reference_latency") or {}
         noisy = " (noisy)" if ref.get("noisy") else ""
+        if row.get("latency_note"):
+            noisy = " (n/a: emulated†)"
         lines.append(
             f"| {row['name']} | {row['backend']} | {row['precision']} | {_fmt(row.get('size_bytes', 0) / _MB, '.1f')} "
             f"| {_fmt(row.get('parameters', 0) / 1e6, '.1f')}M | {_fmt(row.get('accuracy'))} "
@@ -72,7 +74,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         real = row.get("real_lengths", {})
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {_fmt(real.get('sentences_per_s'), '.1f')} |")
     lines += ["", "`*` noisy: standard deviation above 15% of the mean. `→N`: a fixed-shape backend ran the "
-              "input padded to its N-token bucket.", "", "## Host", "",
+              "input padded to its N-token bucket.", ""]
+    notes = sorted({f"{row['backend']}: {row['latency_note']}" for row in report["rows"] if row.get("latency_note")})
+    if notes:
+        lines += ["† No latency for these rows, by design: " + "; ".join(notes) + ". Their accuracy and "
+                  "agreement come from that emulation, not from the device runtime.", ""]
+    lines += ["## Host", "",
               f"- CPU: {host['cpu']} ({host['logical_cores']} logical cores), ISA: {', '.join(host['isa'])}",
               f"- OS: {host['os']}, Python {host['python']}; threads: {s['threads']}",
               "- Libraries: " + ", ".join(f"{k} {v}" for k, v in host["libraries"].items()),

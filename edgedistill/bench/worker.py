@@ -60,6 +60,10 @@ def _load_runner(spec: dict[str, Any]) -> Any:
         from edgedistill.backends.pytorch import PyTorchRunner
 
         return PyTorchRunner(path, spec["threads"])
+    if spec["kind"].startswith("peer-"):
+        from edgedistill.bench.peers import load_peer
+
+        return load_peer(spec["kind"][len("peer-"):], path, spec["threads"])
     from edgedistill.backends.base import Artifact, get_backend
 
     artifact = Artifact.open(path)
@@ -81,6 +85,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     for start in range(0, len(texts), 32):
         logits.append(runner.predict(*_batch(tokenizer, texts[start:start + 32])))
     np.save(spec["logits_file"], np.concatenate(logits).astype(np.float32))
+    result["runtime"] = getattr(runner, "runtime", None)
+    if not getattr(runner, "measures_latency", True):  # an emulation: its timings would be a lie
+        result["latency"] = []
+        result["latency_note"] = getattr(runner, "note", "this runner does not measure latency")
+        result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        return result
 
     knobs = spec["timing"]
     grid = []
