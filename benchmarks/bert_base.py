@@ -189,7 +189,9 @@ def render(report: dict[str, Any]) -> str:
               for m in report["matmul"]["measurements"]]
     lines += ["", "Fraction of peak = the model's matrix-product FLOPs at batch 1 x 128 ÷ p50 ÷ the peak of its "
               "arithmetic (int8 rows against the int8 peak, others against fp32). Core ML rows: emulated on "
-              "Linux, no latency (Core ML latency needs macOS).", "", "## Host", "",
+              "Linux, no latency (Core ML latency needs macOS); their peak RSS is the numpy emulator's, not "
+              "Core ML's. Ours / peer ratios from one sample each are within this machine's ±5% process-to-"
+              "process spread: benchmarks/peer_rounds.py gives the verdict over interleaved rounds.", "", "## Host", "",
               f"- {report['host']['cpu']}, {report['host']['logical_cores']} logical cores; ISA "
               f"{', '.join(report['host']['isa'])}", "- " + ", ".join(
                   f"{k} {v}" for k, v in report["host"]["libraries"].items()),

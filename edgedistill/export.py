@@ -75,7 +75,8 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
             raise ParityError(
                 f"target {target.name}: the {target.backend} {target.precision} artifact failed verification "
                 f"({getattr(runner, 'runtime', target.backend)}) against {model_dir} on {report.samples} eval sentences: " + "; ".join(report.failures)
-                + f" (max |diff| {report.max_abs:.3g}, agreement {report.agreement:.2%}). No artifact was written."
+                + f" (max |diff| {report.max_abs:.3g}, agreement {report.agreement:.2%}, "
+                f"{_bytes_under(model_files) / 1e6:.1f} MB). No artifact was written."
             )
         config = json.loads((model_dir / "config.json").read_text())
         info = {
@@ -100,6 +101,11 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         write_json_atomic(tmp / ARTIFACT_FILE, info)
     log.info("export %s: verified (%s) and written to %s", target.name, _summary(report), out)
     return Artifact(out, info)
+
+
+def _bytes_under(paths: list[Path]) -> int:
+    """Size of model files, a folder (an .mlpackage) counting every file in it."""
+    return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
 
 
 def _summary(report: Any) -> str:

@@ -15,9 +15,10 @@ Precisions:
   fp16 program; one table per tensor, or with ``palette_group_size: N`` one per N output channels
   (more tables, better fidelity: 4 bits per tensor lost 2.4% agreement on SST-2).
 
-Compression touches only the weights of ``linear`` and ``gather`` (embedding) ops at or above
-``weight_threshold`` elements: never the attention-mask constants, which uniform palettization turns
-from -inf into NaN.
+Compression touches the float constants of at least ``weight_threshold`` elements (2048 by default):
+the matrices of the linear layers and the embedding tables, never biases, norms or scalar mask
+constants. (STACK.md saw uniform palettization turn a large -inf mask constant into NaN; these exports
+have none, and the gate's finite-logits check would refuse such an artifact.)
 
 Running: on macOS, ``MLModel.predict`` with the target's ``compute_units`` (real Core ML, real latency).
 Elsewhere the Linux coremltools wheel cannot run a model (no ``libcoremlpython``), so the runner executes
@@ -44,7 +45,6 @@ MODEL_FILE = "model.mlpackage"
 DEFAULT_BUCKETS = (32, 64, 128)
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18")
-COMPRESSED_OP_TYPES = ("linear", "gather")
 _OPTIONS = {"buckets", "shapes", "compute_units", "deployment_target", "weight_threshold", "overflow",
             "palette_group_size"}
 EMULATION_NOTE = ("Core ML numerics emulated on Linux by a numpy interpreter of the saved ML Program; "
@@ -178,8 +178,12 @@ class CoreMLBackend:
             op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=int(precision[-1]), weight_threshold=threshold,
                                                **grouping)
             compress = cto.palettize_weights
-        config = cto.OptimizationConfig(op_type_configs={op: op_config for op in COMPRESSED_OP_TYPES})
-        return compress(mlmodel, config)
+        # One global config: per-op-type configs clash wherever constant deduplication made a linear layer
+        # and a layer norm share a vector; the threshold keeps vectors and scalars uncompressed anyway.
+        try:
+            return compress(mlmodel, cto.OptimizationConfig(global_config=op_config))
+        except (ValueError, RuntimeError) as exc:
+            raise ExportError(f"coremltools could not compress the weights to {precision}: {exc}") from None
 
     @staticmethod
     def _describe(mlmodel: Any, model_dir: Path, target: TargetConfig) -> None:
