@@ -4,6 +4,7 @@ against PyTorch; flexible shapes; the macOS runner where Core ML exists."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,11 +202,12 @@ def test_coreml_itself_agrees_with_the_emulator_on_macos(artifacts):
 
 
 @pytest.mark.skipif(coreml_runtime_available(), reason="on macOS the Core ML row has real latency")
-def test_bench_reports_emulated_accuracy_and_no_latency(tmp_path, artifacts, data, tiny_student_dir):
+def test_bench_reports_emulated_accuracy_and_no_latency(tmp_path, artifacts, data, tiny_student_dir, monkeypatch):
     from edgedistill.bench.harness import BenchSettings, discover, run_bench
     from edgedistill.bench.report import render_markdown
 
-    items = discover([tiny_student_dir, artifacts["coreml-int8-weights"].path])
+    monkeypatch.chdir(tiny_student_dir.parent)  # a relative checkpoint path still pairs with the artifact's source
+    items = discover([Path(tiny_student_dir.name), artifacts["coreml-int8-weights"].path])
     settings = BenchSettings(threads=1, batch_sizes=(1,), seq_lengths=(16,), reference=(1, 16), max_length=16,
                              real_samples=5, timing={"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "min_s": 0.0})
     report = run_bench(items, data.eval.texts, data.eval.labels, settings, tmp_path, progress=False)
@@ -218,4 +220,43 @@ def test_bench_reports_emulated_accuracy_and_no_latency(tmp_path, artifacts, dat
                         .rglob("*") if f.is_file())
     assert row["size_bytes"] == package_bytes
     markdown = render_markdown(report)
-    assert "n/a: emulated†" in markdown and "Core ML latency needs macOS" in markdown
+    assert "n/a: emulated†" in markdown and "n/a†" in markdown and "Core ML latency needs macOS" in markdown
+
+
+def test_emulator_rules_agree_with_reference_math():
+    """Rules no tiny export exercises, checked against torch/numpy on fixed inputs."""
+    import torch
+    from edgedistill.backends.mil_emulator import _RULES
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    for mode, approximate in (("EXACT", "none"), ("TANH_APPROXIMATION", "tanh")):
+        expected = torch.nn.functional.gelu(torch.tensor(x), approximate=approximate).numpy()
+        np.testing.assert_allclose(_RULES["gelu"]({"x": x, "mode": mode}), expected, atol=1e-6)
+    np.testing.assert_allclose(_RULES["softmax"]({"x": x, "axis": 1}), torch.softmax(torch.tensor(x), 1).numpy(),
+                               atol=1e-6)
+    y = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    np.testing.assert_allclose(_RULES["matmul"]({"x": x, "y": y, "transpose_y": True}), x @ y.swapaxes(1, 2),
+                               atol=1e-6)
+    gamma, beta = np.full(4, 2.0, np.float32), np.full(4, 0.5, np.float32)
+    expected = torch.nn.functional.layer_norm(torch.tensor(x), (4,), torch.tensor(gamma), torch.tensor(beta),
+                                              1e-5).numpy()
+    np.testing.assert_allclose(_RULES["layer_norm"]({"x": x, "axes": [-1], "gamma": gamma, "beta": beta,
+                                                     "epsilon": 1e-5}), expected, atol=1e-5)
+    np.testing.assert_allclose(_RULES["reduce_mean"]({"x": x, "axes": [1], "keep_dims": True}),
+                               x.mean(1, keepdims=True), atol=1e-6)
+    sliced = _RULES["slice_by_index"]({"x": x, "begin": [0, 1, 0], "end": [0, 3, 4], "stride": [1, 1, 2],
+                                       "begin_mask": [True, False, False], "end_mask": [True, False, False],
+                                       "squeeze_mask": [False, False, False]})
+    np.testing.assert_array_equal(sliced, x[:, 1:3, 0:4:2])
+    squeezed = _RULES["slice_by_index"]({"x": x, "begin": [1, 0, 0], "end": [2, 3, 4],
+                                         "squeeze_mask": [True, False, False]})
+    np.testing.assert_array_equal(squeezed, x[1])
+    mask = np.array([[True, False, True]])
+    q = rng.standard_normal((1, 2, 3, 4)).astype(np.float32)
+    expected = torch.nn.functional.scaled_dot_product_attention(torch.tensor(q), torch.tensor(q), torch.tensor(q),
+                                                                attn_mask=torch.tensor(mask)).numpy()
+    np.testing.assert_allclose(_RULES["scaled_dot_product_attention"]({"query": q, "key": q, "value": q,
+                                                                        "attn_mask": mask}), expected, atol=1e-5)
+    with pytest.raises(UnsupportedOpError, match="gelu mode 'CUBIC'"):
+        _RULES["gelu"]({"x": x, "mode": "CUBIC"})

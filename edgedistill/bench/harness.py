@@ -68,7 +68,7 @@ def discover(paths: list[Path]) -> list[BenchItem]:
     """Bench items from checkpoint folders, artifact folders, or a workdir holding both."""
     items: list[BenchItem] = []
     for path in paths:
-        path = Path(path)
+        path = Path(path).resolve()  # artifacts record their source absolute: rows must match it
         if (path / "artifact.json").is_file():
             items.append(_artifact_item(path))
         elif (path / "config.json").is_file():

@@ -70,7 +70,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         if row["status"] != "ok":
             continue
         grid = {(p["batch"], p["seq"]): p for p in row["latency"]}
-        cells = [_cell(grid[k]) if k in grid else "–" for k in shapes]
+        missing = "n/a†" if row.get("latency_note") else "–"
+        cells = [_cell(grid[k]) if k in grid else missing for k in shapes]
         real = row.get("real_lengths", {})
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {_fmt(real.get('sentences_per_s'), '.1f')} |")
     lines += ["", "`*` noisy: standard deviation above 15% of the mean. `→N`: a fixed-shape backend ran the "
