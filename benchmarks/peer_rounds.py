@@ -7,7 +7,9 @@ jumps between ~21 and ~30 ms for the same model (benchmarks/results/bert-base/on
 as much as the differences being judged. So each pair (ours, peer) is loaded into one process and timed
 **alternately**, call by call (A B B A ...), at batch 1 x sequence 128 with 2 threads; both sides see the
 same machine state, and the verdict is the median of the per-call ratios ours / peer, pooled over
-``--rounds`` fresh processes (shuffled pair order), with the per-round medians as its spread. Writes
+``--rounds`` fresh processes (shuffled pair order), with the per-round medians as its spread. Two ONNX
+Runtime sessions in one process slow each other (both ~42 ms instead of ~21): their ratio is taken under
+the same interference, their absolute times are not the solo latency (see report.md for those). Writes
 benchmarks/results/bert-base/peer-rounds.{json,md}.
 """
 

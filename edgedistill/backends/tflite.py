@@ -93,6 +93,11 @@ class TFLiteRunner:
         self.buckets = sorted(self.signatures)
         first = self.model.get_input_tensor_details(signature_name(self.buckets[0]))
         self.batch = int(first["input_ids"]["shape"][0])
+        for bucket, signature in self.signatures.items():  # per-call work reduced to copies into these
+            signature["input_list"] = list(signature["inputs"].values())
+            signature["staging"] = (np.zeros((self.batch, bucket), np.int32), np.zeros((self.batch, bucket), np.int32))
+            signature["output_dtype"] = np.dtype(signature["logits"]["dtype"])
+            signature["output_size"] = int(np.prod(signature["logits"]["shape"]))
 
     def bucket_for(self, length: int) -> int:
         """The smallest bucket that holds ``length`` tokens (the largest if none does)."""
@@ -112,24 +117,26 @@ class TFLiteRunner:
             ids, mask = ids[:, : self.buckets[-1]], mask[:, : self.buckets[-1]]
         bucket = self.bucket_for(ids.shape[1])
         signature = self.signatures[bucket]
-        logits = signature["logits"]
-        width = int(np.prod(logits["shape"][1:]))
-        rows = ids.shape[0]
+        chunk_ids, chunk_mask = signature["staging"]
+        rows, width = ids.shape[0], ids.shape[1]
         out = []
         for start in range(0, rows, self.batch):
-            chunk_ids = np.zeros((self.batch, bucket), dtype=np.int32)
-            chunk_mask = np.zeros((self.batch, bucket), dtype=np.int32)
-            part = slice(start, min(start + self.batch, rows))
-            n = part.stop - part.start
-            chunk_ids[:n, : ids.shape[1]] = ids[part]
-            chunk_mask[:n, : mask.shape[1]] = mask[part]
-            signature["inputs"]["input_ids"].write(chunk_ids)
-            signature["inputs"]["attention_mask"].write(chunk_mask)
-            self.model.run_by_index(signature["index"], list(signature["inputs"].values()), signature["outputs"])
-            values = signature["outputs"][0].read(self.batch * width, np.dtype(logits["dtype"]))
-            values = np.asarray(values).reshape(self.batch, width)
-            out.append(dequantize(values, signature["quantization"])[:n])
-        return np.concatenate(out).astype(np.float32)
+            n = min(self.batch, rows - start)
+            if n == self.batch and width == bucket:  # the input is the signature's shape: no staging copy
+                feed_ids, feed_mask = ids[start:start + n], mask[start:start + n]
+            else:
+                chunk_ids.fill(0)
+                chunk_mask.fill(0)
+                chunk_ids[:n, :width] = ids[start:start + n]
+                chunk_mask[:n, :width] = mask[start:start + n]
+                feed_ids, feed_mask = chunk_ids, chunk_mask
+            signature["inputs"]["input_ids"].write(feed_ids)
+            signature["inputs"]["attention_mask"].write(feed_mask)
+            self.model.run_by_index(signature["index"], signature["input_list"], signature["outputs"])
+            values = signature["outputs"][0].read(signature["output_size"], signature["output_dtype"])
+            values = np.asarray(values).reshape(self.batch, -1)[:n]
+            out.append(values if signature["quantization"] is None else dequantize(values, signature["quantization"]))
+        return (out[0] if len(out) == 1 else np.concatenate(out)).astype(np.float32, copy=False)
 
 
 def dequantize(values: np.ndarray, quantization: tuple[float, int] | None) -> np.ndarray:
