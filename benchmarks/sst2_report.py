@@ -1,8 +1,8 @@
-"""The SST-2 report: teacher, student, baseline and every ONNX and TFLite artifact of the student.
+"""The SST-2 report: teacher, student, baseline and every ONNX, TFLite and Core ML artifact of the student.
 
     .venv/bin/python benchmarks/sst2_report.py        # after benchmarks/distill.py main (~10 min)
 
-Exports the distilled student (runs/default/student) to every ONNX and TFLite target profile, each
+Exports the distilled student (runs/default/student) to every ONNX, TFLite and Core ML target profile, each
 verified against the student on SST-2 dev before it is written (a failed gate is recorded with its
 numbers), then benchmarks everything with the harness (`edgedistill bench`: one fresh process per
 model, 2 threads) into benchmarks/results/sst2/. Prints the ratios the acceptance criteria ask for,
@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=str(ROOT / "runs" / "default"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sst2"))
-    parser.add_argument("--backends", default="onnx,tflite")
+    parser.add_argument("--backends", default="onnx,tflite,coreml")
     args = parser.parse_args()
     configure_console()
     workdir = Path(args.workdir)
