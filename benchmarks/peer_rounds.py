@@ -30,7 +30,8 @@ PAIRS = {  # ours -> the peer it is judged against
     "onnx-int8-dynamic-per-tensor": "peer-optimum-int8-dynamic",
     "tflite-int8-dynamic": "peer-litert-int8-dynamic",
 }
-PEER_DIRS = {"peer-optimum-int8-dynamic": ("onnx", "optimum-int8"), "peer-litert-int8-dynamic": ("tflite", "litert-int8")}
+PEER_DIRS = {"peer-optimum-int8-dynamic": ("onnx", "optimum-int8"),
+             "peer-litert-int8-dynamic": ("tflite", "litert-int8")}
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
@@ -61,7 +62,8 @@ print(json.dumps(times))
 """
 
 
-def _paired(ours: tuple[str, Path], peer: tuple[str, Path], threads: int, pairs: int) -> tuple[list[float], list[float]]:
+def _paired(ours: tuple[str, Path], peer: tuple[str, Path], threads: int, pairs: int
+            ) -> tuple[list[float], list[float]]:
     spec = {"models": [[ours[0], str(ours[1])], [peer[0], str(peer[1])]], "threads": threads, "pairs": pairs}
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, check=True)
     a, b = json.loads(done.stdout.strip().splitlines()[-1])

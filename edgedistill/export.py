@@ -35,6 +35,13 @@ def source_hash(model_dir: Path) -> str:
     return sha256_json({f.name: sha256_file(f) for f in files})
 
 
+def copy_side_files(model_dir: Path, out: Path) -> None:
+    """``config.json`` and the tokenizer files beside a model file, unless the exporter wrote its own."""
+    for name in ("config.json", *TOKENIZER_FILES):
+        if (model_dir / name).is_file() and not (out / name).exists():
+            shutil.copy2(model_dir / name, out / name)
+
+
 def file_records(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
@@ -62,9 +69,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         started = time.perf_counter()
         model_files = backend.export(model_dir, target, calibration, tmp)
         export_s = time.perf_counter() - started
-        for name in ("config.json", *TOKENIZER_FILES):
-            if (model_dir / name).is_file() and not (tmp / name).exists():
-                shutil.copy2(model_dir / name, tmp / name)
+        copy_side_files(model_dir, tmp)
         inspect = getattr(backend, "inspect", None)
         structure = inspect(model_files, target) if inspect else None
         draft = Artifact(tmp, {"target": target.model_dump(), "model_files": [p.name for p in model_files]})
@@ -74,7 +79,8 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         if not report.passed:
             raise ParityError(
                 f"target {target.name}: the {target.backend} {target.precision} artifact failed verification "
-                f"({getattr(runner, 'runtime', target.backend)}) against {model_dir} on {report.samples} eval sentences: " + "; ".join(report.failures)
+                f"({getattr(runner, 'runtime', target.backend)}) against {model_dir} on {report.samples} eval "
+                f"sentences: " + "; ".join(report.failures)
                 + f" (max |diff| {report.max_abs:.3g}, agreement {report.agreement:.2%}, "
                 f"{_bytes_under(model_files) / 1e6:.1f} MB). No artifact was written."
             )

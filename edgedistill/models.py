@@ -84,3 +84,23 @@ def load_classifier(location: str | Path, **kwargs: Any) -> Any:
         return AutoModelForSequenceClassification.from_pretrained(location, **kwargs)
     except Exception as exc:  # safetensors, torch and transformers each raise their own types
         raise ModelError(f"cannot load {location} as a sequence classifier: {type(exc).__name__}: {exc}") from None
+
+
+def logits_only(model: Any, output_name: str | None = None) -> Any:
+    """``(input_ids, attention_mask) -> logits`` around a classifier, in eval mode, for tracing and export.
+
+    Core ML traces a plain tensor output; litert-torch names a signature's outputs after the keys of a
+    returned dict, so ``output_name="logits"`` returns ``{"logits": ...}``.
+    """
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            logits = self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+            return logits if output_name is None else {output_name: logits}
+
+    return LogitsOnly(model).eval()

@@ -95,6 +95,13 @@ class Artifact:
         return [self.path / name for name in self.info["model_files"]]
 
 
+def check_precision(backend: Backend, target: TargetConfig) -> None:
+    """Refuse a precision the backend does not produce, naming the ones it does."""
+    if target.precision not in backend.precisions:
+        raise ConfigError(f"target {target.name}: the {backend.name} backend has no precision "
+                          f"{target.precision!r}; choose one of: {', '.join(backend.precisions)}")
+
+
 def backend_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.backends.base import Artifact, Calibration, InputTooLongError
+from edgedistill.backends.base import Artifact, Calibration, InputTooLongError, check_precision
 from edgedistill.config import TargetConfig
 from edgedistill.errors import ConfigError, ExportError, ModelError
 
@@ -84,30 +84,13 @@ def _options(target: TargetConfig) -> dict[str, Any]:
             "palette_group_size": None if group is None else int(group)}
 
 
-def _wrap(model: Any) -> Any:
-    """(input_ids, attention_mask) -> logits, for tracing."""
-    import torch
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    return LogitsOnly(model).eval()
-
-
 class CoreMLBackend:
     name = "coreml"
     precisions = ("fp32", "fp16", "int8-weights", "palettize-6", "palettize-4")
 
     def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
                out_dir: Path) -> list[Path]:
-        if target.precision not in self.precisions:
-            raise ConfigError(f"target {target.name}: the coreml backend has no precision "
-                              f"{target.precision!r}; choose one of: {', '.join(self.precisions)}")
+        check_precision(self, target)
         options = _options(target)
         mlmodel = self._convert(model_dir, target.precision, options)
         mlmodel = self._compress(mlmodel, target.precision, options)
@@ -140,8 +123,10 @@ class CoreMLBackend:
         import torch
         from transformers import AutoModelForSequenceClassification
 
+        from edgedistill.models import logits_only
+
         buckets = options["buckets"]
-        model = _wrap(AutoModelForSequenceClassification.from_pretrained(model_dir).eval())
+        model = logits_only(AutoModelForSequenceClassification.from_pretrained(model_dir).eval())
         sample = (torch.zeros(1, buckets[-1], dtype=torch.int32), torch.ones(1, buckets[-1], dtype=torch.int32))
         if options["shapes"] == "enumerated":
             shape: Any = ct.EnumeratedShapes(shapes=[(1, b) for b in buckets], default=(1, buckets[-1]))

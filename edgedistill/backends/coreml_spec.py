@@ -8,6 +8,7 @@ caught on Linux, before the artifact reaches a device.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def describe_package(package: Path) -> dict[str, Any]:
             dtype = MIL_pb2.DataType.Name(tensor.dataType).lower()
             entry = weights.setdefault(dtype, {"tensors": 0, "elements": 0})
             entry["tensors"] += 1
-            entry["elements"] += int(_product(dims))
+            entry["elements"] += math.prod(dims)
     weight_file = Path(package) / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
     ops = Counter(op.type for op in operations)
     return {
@@ -89,13 +90,6 @@ def describe_package(package: Path) -> dict[str, Any]:
         "weight_file_bytes": weight_file.stat().st_size if weight_file.is_file() else 0,
         "metadata": dict(spec.description.metadata.userDefined),
     }
-
-
-def _product(dims: list[int]) -> int:
-    total = 1
-    for d in dims:
-        total *= d
-    return total
 
 
 def declared_lengths(package: Path) -> list[int] | tuple[int, int]:

@@ -261,12 +261,6 @@ class MILEmulator:
             raise UnsupportedOpError(f"{package}: the emulator has no numpy rule for op(s) "
                                      f"{', '.join(sorted(unsupported))}")
 
-    def op_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for op_type, *_ in self.steps:
-            counts[op_type] = counts.get(op_type, 0) + 1
-        return counts
-
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = set(self.input_names) - set(inputs)
         if missing:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.backends.base import Artifact, Calibration
+from edgedistill.backends.base import Artifact, Calibration, check_precision
 from edgedistill.config import TargetConfig
 from edgedistill.errors import ConfigError, ExportError, ModelError
 
@@ -109,9 +109,7 @@ class OnnxBackend:
     # -- steps --------------------------------------------------------------------------------
 
     def _check(self, target: TargetConfig) -> dict[str, Any]:
-        if target.precision not in self.precisions:
-            raise ConfigError(f"target {target.name}: the onnx backend has no precision {target.precision!r}; "
-                              f"choose one of: {', '.join(self.precisions)}")
+        check_precision(self, target)
         options = dict(target.options)
         unknown = set(options) - _OPTIONS
         if unknown:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.backends.base import Artifact, Calibration, InputTooLongError
+from edgedistill.backends.base import Artifact, Calibration, InputTooLongError, check_precision
 from edgedistill.config import TargetConfig
 from edgedistill.errors import ConfigError, ExportError, ModelError
 
@@ -63,17 +63,17 @@ class TFLiteRunner:
     """LiteRT's ``CompiledModel`` (XNNPACK on CPU), one set of I/O buffers per bucket signature.
 
     The signatures share their weights in the file, but XNNPACK packs weights per signature: three
-    buckets held three packed copies (DistilBERT-base int8: 242 MB peak RSS against 131 MB for a
-    one-signature file). An XNNPACK weight cache file packs each weight once for all signatures and maps
-    it from disk: 118 MB, same latency (``benchmarks/results/bert-base``). The cache lives under
+    buckets held three packed copies. An XNNPACK weight cache file packs each weight once for all
+    signatures and maps it from disk (DistilBERT-geometry int8, one-off check: 242 -> 118 MB peak RSS, same
+    latency; ``benchmarks/results/bert-base``: 157 MB against 171 MB for a one-signature file). The cache lives under
     ``$EDGEDISTILL_CACHE`` (default ``~/.cache/edgedistill``), named by the model file's hash; where it
     cannot be written LiteRT logs that and runs without it.
     """
 
     runtime = "ai-edge-litert CompiledModel (XNNPACK, weight cache)"
 
-    def __init__(self, model_path: Path, threads: int, overflow: str = "truncate"):
-        self.model = _compile(model_path, threads)
+    def __init__(self, model_path: Path, threads: int, overflow: str = "truncate", model_sha256: str | None = None):
+        self.model = _compile(model_path, threads, weight_cache_path(model_path, model_sha256))
         self.overflow = overflow
         self.signatures: dict[int, dict[str, Any]] = {}
         for name, io in self.model.get_signature_list().items():
@@ -149,8 +149,9 @@ def dequantize(values: np.ndarray, quantization: tuple[float, int] | None) -> np
     return (values.astype(np.float32) - zero_point) * scale
 
 
-def weight_cache_path(model_path: Path) -> Path:
-    """Where XNNPACK keeps this model's packed weights: one file per model content."""
+def weight_cache_path(model_path: Path, model_sha256: str | None = None) -> Path:
+    """Where XNNPACK keeps this model's packed weights: one file per model content (the hash recorded in
+    ``artifact.json`` when there is one, so loading does not re-read the model to hash it)."""
     import os
 
     from edgedistill.hashing import sha256_file
@@ -161,10 +162,10 @@ def weight_cache_path(model_path: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         log.warning("cannot create %s: TFLite runs without an XNNPACK weight cache", folder)
-    return folder / f"{sha256_file(model_path)[:24]}.xnnpack"
+    return folder / f"{(model_sha256 or sha256_file(model_path))[:24]}.xnnpack"
 
 
-def _compile(model_path: Path, threads: int) -> Any:
+def _compile(model_path: Path, threads: int, weight_cache: Path) -> Any:
     try:
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
@@ -173,7 +174,7 @@ def _compile(model_path: Path, threads: int) -> Any:
         raise ModelError("no LiteRT runtime: pip install 'edgedistill[tflite]' (ai-edge-litert)") from None
     options = Options(hardware_accelerators=HardwareAccelerator.CPU,
                       cpu_options=CpuOptions(num_threads=threads,
-                                             xnnpack_weight_cache_path=str(weight_cache_path(model_path))))
+                                             xnnpack_weight_cache_path=str(weight_cache)))
     try:
         return CompiledModel.from_file(str(model_path), options=options)
     except (ValueError, RuntimeError) as exc:
@@ -192,30 +193,13 @@ def _output_quantization(model_path: Path, signature: str) -> tuple[float, int]:
     return float(scale), int(zero_point)
 
 
-def _wrap(model: Any) -> Any:
-    """(input_ids, attention_mask) -> {"logits": ...}: names the signature's output."""
-    import torch
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {"logits": self.inner(input_ids=input_ids, attention_mask=attention_mask).logits}
-
-    return LogitsOnly(model).eval()
-
-
 class TFLiteBackend:
     name = "tflite"
     precisions = ("fp32", "fp16", "int8-dynamic", "int8-weights", "int8-static")
 
     def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
                out_dir: Path) -> list[Path]:
-        if target.precision not in self.precisions:
-            raise ConfigError(f"target {target.name}: the tflite backend has no precision "
-                              f"{target.precision!r}; choose one of: {', '.join(self.precisions)}")
+        check_precision(self, target)
         options = _options(target)
         if target.precision == "int8-static" and (calibration is None or not calibration.texts):
             raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
@@ -232,7 +216,8 @@ class TFLiteBackend:
 
     def load(self, artifact: Artifact, threads: int) -> TFLiteRunner:
         overflow = dict(artifact.target.options).get("overflow", "truncate")
-        return TFLiteRunner(artifact.path / MODEL_FILE, threads, overflow)
+        recorded = artifact.info.get("files", {}).get(MODEL_FILE, {}).get("sha256")
+        return TFLiteRunner(artifact.path / MODEL_FILE, threads, overflow, recorded)
 
     @staticmethod
     def _convert(model_dir: Path, options: dict[str, Any], out: Path) -> None:
@@ -240,7 +225,9 @@ class TFLiteBackend:
         import torch
         from transformers import AutoModelForSequenceClassification
 
-        model = _wrap(AutoModelForSequenceClassification.from_pretrained(model_dir).eval())
+        from edgedistill.models import logits_only
+
+        model = logits_only(AutoModelForSequenceClassification.from_pretrained(model_dir).eval(), "logits")
         converter = None
         for seq in options["buckets"]:
             sample = {"input_ids": torch.zeros(options["batch"], seq, dtype=torch.long),

@@ -12,7 +12,6 @@ to its one length, as a user of a default conversion must.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +20,6 @@ from typing import Any
 import numpy as np
 
 from edgedistill.errors import ExportError
-
-PEER_KINDS = ("onnx", "tflite")
-
 
 class PlainOnnxRunner:
     """``onnxruntime.InferenceSession`` with ``intra_op_num_threads`` and nothing else."""
@@ -85,6 +81,8 @@ def _model_file(kind: str, path: Path) -> Path:
 
 def build_onnx_peer(model_dir: Path, out: Path, isa: str) -> Path:
     """optimum-cli export + optimum-cli quantize, exactly as their documentation shows."""
+    from edgedistill.export import copy_side_files  # build time only: the peer's runner stays import-light
+
     cli = str(Path(sys.executable).with_name("optimum-cli"))
     export_dir = out.with_name(out.name + "-fp32")
     for command in ([cli, "export", "onnx", "--model", str(model_dir), "--task", "text-classification",
@@ -93,7 +91,7 @@ def build_onnx_peer(model_dir: Path, out: Path, isa: str) -> Path:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise ExportError(f"{' '.join(command)} failed: {done.stderr.strip()[-800:]}")
-    _copy_tokenizer(model_dir, out)
+    copy_side_files(model_dir, out)
     return _model_file("onnx", out)
 
 
@@ -104,6 +102,8 @@ def build_tflite_peer(model_dir: Path, out: Path, seq: int) -> Path:
     from ai_edge_quantizer import quantizer, recipe
     from transformers import AutoModelForSequenceClassification
 
+    from edgedistill.export import copy_side_files
+
     out.mkdir(parents=True, exist_ok=True)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     sample = (torch.zeros(1, seq, dtype=torch.long), torch.ones(1, seq, dtype=torch.long))
@@ -113,11 +113,5 @@ def build_tflite_peer(model_dir: Path, out: Path, seq: int) -> Path:
     qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
     qt.quantize().export_model(str(_model_file("tflite", out)), overwrite=True)
     fp32.unlink()
-    _copy_tokenizer(model_dir, out)
+    copy_side_files(model_dir, out)
     return _model_file("tflite", out)
-
-
-def _copy_tokenizer(model_dir: Path, out: Path) -> None:
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "config.json"):
-        if (model_dir / name).is_file() and not (out / name).exists():
-            shutil.copy2(model_dir / name, out / name)
