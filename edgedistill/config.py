@@ -124,6 +124,9 @@ class TargetConfig(_Section):
     description: str = ""
     # Backend options, e.g. onnx: fused, per_channel, calibration (minmax | percentile | entropy).
     options: dict[str, Any] = Field(default_factory=dict)
+    # Export backends (onnx, tflite, coreml): trace the classifier with its last encoder layer computing the
+    # [CLS] row only, the one row the classification head reads (exact; edgedistill/cls_pruning.py).
+    cls_only_last_layer: bool = True
     tolerance: Tolerance = Tolerance()
 
 

@@ -86,6 +86,17 @@ def load_classifier(location: str | Path, **kwargs: Any) -> Any:
         raise ModelError(f"cannot load {location} as a sequence classifier: {type(exc).__name__}: {exc}") from None
 
 
+def load_for_export(model_dir: str | Path, cls_only_last_layer: bool) -> Any:
+    """The classifier an exporter traces, in eval mode; with ``cls_only_last_layer`` its last encoder layer
+    computes the ``[CLS]`` row only (:mod:`edgedistill.cls_pruning`)."""
+    model = load_classifier(model_dir).eval()
+    if not cls_only_last_layer:
+        return model
+    from edgedistill.cls_pruning import prune_last_layer_to_cls
+
+    return prune_last_layer_to_cls(model)
+
+
 def logits_only(model: Any, output_name: str | None = None) -> Any:
     """``(input_ids, attention_mask) -> logits`` around a classifier, in eval mode, for tracing and export.
 

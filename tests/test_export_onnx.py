@@ -92,8 +92,8 @@ def test_planted_mismatch_fails_the_gate_and_leaves_nothing(tmp_path, tiny_stude
 
     original = OnnxBackend._export_fp32
 
-    def perturbed(model_dir, out, options):
-        path = original(model_dir, out, options)
+    def perturbed(model_dir, out, options, cls_only_last_layer):
+        path = original(model_dir, out, options, cls_only_last_layer)
         model = onnx.load(str(path))
         for init in model.graph.initializer:
             if "classifier.weight" in init.name:

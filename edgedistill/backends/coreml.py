@@ -92,7 +92,7 @@ class CoreMLBackend:
                out_dir: Path) -> list[Path]:
         check_precision(self, target)
         options = _options(target)
-        mlmodel = self._convert(model_dir, target.precision, options)
+        mlmodel = self._convert(model_dir, target.precision, options, target.cls_only_last_layer)
         mlmodel = self._compress(mlmodel, target.precision, options)
         self._describe(mlmodel, model_dir, target)
         final = out_dir / MODEL_FILE
@@ -118,15 +118,14 @@ class CoreMLBackend:
         return structure
 
     @staticmethod
-    def _convert(model_dir: Path, precision: str, options: dict[str, Any]) -> Any:
+    def _convert(model_dir: Path, precision: str, options: dict[str, Any], cls_only_last_layer: bool) -> Any:
         import coremltools as ct
         import torch
-        from transformers import AutoModelForSequenceClassification
 
-        from edgedistill.models import logits_only
+        from edgedistill.models import load_for_export, logits_only
 
         buckets = options["buckets"]
-        model = logits_only(AutoModelForSequenceClassification.from_pretrained(model_dir).eval())
+        model = logits_only(load_for_export(model_dir, cls_only_last_layer))
         sample = (torch.zeros(1, buckets[-1], dtype=torch.int32), torch.ones(1, buckets[-1], dtype=torch.int32))
         if options["shapes"] == "enumerated":
             shape: Any = ct.EnumeratedShapes(shapes=[(1, b) for b in buckets], default=(1, buckets[-1]))

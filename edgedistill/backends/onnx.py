@@ -2,7 +2,7 @@
 
 Precisions and options (``target.options``):
 
-* ``fp32`` — ``optimum.exporters.onnx.main_export``: dynamic batch and sequence axes.
+* ``fp32`` — optimum's ONNX exporter (``onnx_export_from_model``): dynamic batch and sequence axes.
 * ``fp16`` — ``onnxruntime.transformers.float16`` with float32 inputs/outputs kept. On the CPU
   provider it is a size win, not a speed win (it is a GPU / NPU format).
 * ``int8-dynamic`` — ``ORTQuantizer`` with the host's ``AutoQuantizationConfig`` (avx512_vnni, avx2 or
@@ -88,7 +88,7 @@ class OnnxBackend:
         options = self._check(target)
         with tempfile.TemporaryDirectory(prefix="edgedistill-onnx-") as scratch:
             scratch = Path(scratch)
-            exported = self._export_fp32(model_dir, scratch / "fp32", options)
+            exported = self._export_fp32(model_dir, scratch / "fp32", options, target.cls_only_last_layer)
             if options.get("fused"):
                 exported = self._fuse(exported, scratch / "fused")
             final = out_dir / MODEL_FILE
@@ -125,11 +125,17 @@ class OnnxBackend:
         return options
 
     @staticmethod
-    def _export_fp32(model_dir: Path, out: Path, options: dict[str, Any]) -> Path:
-        from optimum.exporters.onnx import main_export
+    def _export_fp32(model_dir: Path, out: Path, options: dict[str, Any], cls_only_last_layer: bool) -> Path:
+        """optimum's ONNX exporter (what ``main_export`` runs once it has loaded the model) on the
+        classifier, pruned to the [CLS] row in its last layer unless the target says otherwise."""
+        from optimum.exporters.onnx import onnx_export_from_model
+        from optimum.exporters.onnx.__main__ import maybe_load_preprocessors
 
-        main_export(str(model_dir), output=out, task="text-classification", opset=options.get("opset"),
-                    do_validation=False, local_files_only=True)
+        from edgedistill.models import load_for_export
+
+        onnx_export_from_model(load_for_export(model_dir, cls_only_last_layer), out, opset=options.get("opset"),
+                               task="text-classification", do_validation=False,
+                               preprocessors=maybe_load_preprocessors(str(model_dir)))
         return out / MODEL_FILE
 
     @staticmethod

@@ -207,7 +207,7 @@ class TFLiteBackend:
         final = out_dir / MODEL_FILE
         with tempfile.TemporaryDirectory(prefix="edgedistill-tflite-") as scratch:
             fp32 = Path(scratch) / "fp32.tflite"
-            self._convert(model_dir, options, fp32)
+            self._convert(model_dir, options, target.cls_only_last_layer, fp32)
             if target.precision == "fp32":
                 fp32.replace(final)
             else:
@@ -220,14 +220,13 @@ class TFLiteBackend:
         return TFLiteRunner(artifact.path / MODEL_FILE, threads, overflow, recorded)
 
     @staticmethod
-    def _convert(model_dir: Path, options: dict[str, Any], out: Path) -> None:
+    def _convert(model_dir: Path, options: dict[str, Any], cls_only_last_layer: bool, out: Path) -> None:
         import litert_torch
         import torch
-        from transformers import AutoModelForSequenceClassification
 
-        from edgedistill.models import logits_only
+        from edgedistill.models import load_for_export, logits_only
 
-        model = logits_only(AutoModelForSequenceClassification.from_pretrained(model_dir).eval(), "logits")
+        model = logits_only(load_for_export(model_dir, cls_only_last_layer), "logits")
         converter = None
         for seq in options["buckets"]:
             sample = {"input_ids": torch.zeros(options["batch"], seq, dtype=torch.long),

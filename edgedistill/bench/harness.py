@@ -165,6 +165,9 @@ def _measure(item: BenchItem, eval_file: Path, settings: BenchSettings, scratch:
         "target": item.target, "path": str(item.path), "source": str(item.source) if item.source else None,
         "threads": settings.threads, "status": "ok",
     }
+    if item.kind == "artifact":  # graph rewrites change the work done: reports say which artifacts carry one
+        target = json.loads((item.path / "artifact.json").read_text())["target"]
+        row["cls_only_last_layer"] = bool(target.get("cls_only_last_layer", False))
     try:
         row["size_bytes"] = _size_bytes(item)
         row["parameters"] = count_parameters(item.source or item.path)
