@@ -71,6 +71,11 @@ def test_foreign_file_as_a_target_profile(tmp_path):
     path.write_text("backend: onnx\nprecision: int3\n")
     with pytest.raises(ConfigError, match=r"precision: Input should be 'fp32', 'fp16', 'int8-dynamic'"):
         load_target(path)
+    path.write_text("backend: onnx\ncls_only_last_layer: sometimes\n")
+    with pytest.raises(ConfigError, match=r"t.yaml: cls_only_last_layer: Input should be a valid boolean"):
+        load_target(path)
+    path.write_text("backend: onnx\ncls_only_last_layer: false\n")
+    assert load_target(path).cls_only_last_layer is False and load_target("onnx-fp32").cls_only_last_layer is True
     path.write_text("backend: onnx\n  precision: fp32\n")
     with pytest.raises(ConfigError, match=r"t.yaml: invalid YAML at line 2"):
         load_target(path)

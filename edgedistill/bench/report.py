@@ -53,8 +53,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         noisy = " (noisy)" if ref.get("noisy") else ""
         if row.get("latency_note"):
             noisy = " (n/a: emulated†)"
+        pruned = "‡" if row.get("cls_only_last_layer") else ""
         lines.append(
-            f"| {row['name']} | {row['backend']} | {row['precision']} | {_fmt(row.get('size_bytes', 0) / _MB, '.1f')} "
+            f"| {row['name']}{pruned} | {row['backend']} | {row['precision']} "
+            f"| {_fmt(row.get('size_bytes', 0) / _MB, '.1f')} "
             f"| {_fmt(row.get('parameters', 0) / 1e6, '.1f')}M | {_fmt(row.get('accuracy'))} "
             f"| {_pct(row.get('agreement_with_teacher'))} | {_pct(row.get('agreement_with_fp32_student'))} "
             f"| {_fmt(row.get('max_logit_diff'), '.2g')} | {_fmt(ref.get('p50_ms'), '.2f')}{noisy} "
@@ -76,6 +78,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {_fmt(real.get('sentences_per_s'), '.1f')} |")
     lines += ["", "`*` noisy: standard deviation above 15% of the mean. `→N`: a fixed-shape backend ran the "
               "input padded to its N-token bucket.", ""]
+    if any(row.get("cls_only_last_layer") for row in report["rows"]):
+        lines += ["‡ Exported with the last encoder layer computing the [CLS] row only (`cls_only_last_layer`, the "
+                  "one row the classifier reads): the same logits with less work than the checkpoint's full graph.", ""]
     notes = sorted({f"{row['backend']}: {row['latency_note']}" for row in report["rows"] if row.get("latency_note")})
     if notes:
         lines += ["† No latency for these rows, by design: " + "; ".join(notes) + ". Their accuracy and "
