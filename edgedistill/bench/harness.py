@@ -107,12 +107,13 @@ def _artifact_item(path: Path) -> BenchItem:
                      target["name"], source)
 
 
-def _size_bytes(item: BenchItem) -> int:
+def _size_bytes(item: BenchItem, info: dict[str, Any] | None) -> int:
+    """Model file bytes; ``info`` is an artifact's ``artifact.json`` (None for checkpoints and peers)."""
     if item.kind == "checkpoint":
         return (item.path / "model.safetensors").stat().st_size
     if item.kind.startswith("peer-"):
         return sum(f.stat().st_size for f in item.path.iterdir() if f.suffix in (".onnx", ".tflite"))
-    info = json.loads((item.path / "artifact.json").read_text())
+    assert info is not None
     # a model file may be a folder (a Core ML .mlpackage): count every file under it
     return sum(record["bytes"] for path, record in info["files"].items()
                if any(path == name or path.startswith(name + "/") for name in info["model_files"]))
@@ -165,11 +166,11 @@ def _measure(item: BenchItem, eval_file: Path, settings: BenchSettings, scratch:
         "target": item.target, "path": str(item.path), "source": str(item.source) if item.source else None,
         "threads": settings.threads, "status": "ok",
     }
-    if item.kind == "artifact":  # graph rewrites change the work done: reports say which artifacts carry one
-        target = json.loads((item.path / "artifact.json").read_text())["target"]
-        row["cls_only_last_layer"] = bool(target.get("cls_only_last_layer", False))
     try:
-        row["size_bytes"] = _size_bytes(item)
+        info = json.loads((item.path / "artifact.json").read_text()) if item.kind == "artifact" else None
+        if info is not None:  # graph rewrites change the work done: reports say which artifacts carry one
+            row["cls_only_last_layer"] = bool(info["target"].get("cls_only_last_layer", False))
+        row["size_bytes"] = _size_bytes(item, info)
         row["parameters"] = count_parameters(item.source or item.path)
     except (OSError, ValueError, KeyError) as exc:
         row["size_bytes"] = row["parameters"] = None
