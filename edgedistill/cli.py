@@ -202,6 +202,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     result = verify_artifact(Path(args.artifact), data, threads=config.threads,
                              verify_samples=args.verify_samples)
     print(json.dumps(result, indent=2))
+    if args.layers is not None and data is not None:
+        from edgedistill.export import layer_error_table
+
+        print()
+        print(layer_error_table(Path(args.artifact), data, threads=config.threads, samples=args.layer_samples,
+                                limit=args.layers or None))
     return 0
 
 
@@ -333,10 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
                  "ARTIFACT_DIR: recomputes every file's sha256 against artifact.json (names what changed),\n"
                  "then re-runs the parity gate against the source model recorded in artifact.json.\n"
                  "RUN_DIR (a workdir with manifest.json): re-hashes every output of the run and names\n"
-                 "each file that changed.")
+                 "each file that changed.\n"
+                 "--layers: where an int8 model loses accuracy, per quantized tensor, worst first:\n"
+                 "  edgedistill verify runs/default/artifacts/student-onnx-int8-static --layers")
     check.add_argument("artifact", metavar="ARTIFACT_DIR|RUN_DIR")
     check.add_argument("--files-only", action="store_true", help="check hashes only, no parity run")
     check.add_argument("--verify-samples", type=int, metavar="N", help="verify on the first N eval rows")
+    check.add_argument("--layers", type=int, nargs="?", const=20, metavar="N",
+                       help="full-integer (int8-static) ONNX/TFLite artifacts: print the per-tensor quantization "
+                            "error against the float source (SQNR, clipping), the N worst first (default 20; 0: all)")
+    check.add_argument("--layer-samples", type=int, default=256, metavar="N",
+                       help="eval sentences the per-layer error is measured on (default 256)")
     bench = verb("bench", cmd_bench, "benchmark models and artifacts into one report",
                  "Measures each checkpoint (in PyTorch) and each artifact (in its own runtime) in a fresh\n"
                  "process: load time, peak RSS, eval accuracy, agreement with the teacher and the fp32\n"

@@ -129,6 +129,17 @@ class TargetConfig(_Section):
     cls_only_last_layer: bool = True
     tolerance: Tolerance = Tolerance()
 
+    @model_validator(mode="after")
+    def _typed_options(self) -> TargetConfig:
+        """The backend's typed options (edgedistill/target_options.py) must parse: checked at load time."""
+        from edgedistill.target_options import parse_options
+
+        try:
+            parse_options(self.backend, self.precision, self.options)
+        except ConfigError as exc:
+            raise ValueError(f"target {self.name}: {exc}") from None
+        return self
+
 
 DEFAULT_TARGETS = (
     "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-fused-int8-dynamic",
@@ -273,10 +284,15 @@ def _key_lines(text: str) -> dict[str, int]:
 def _describe(exc: ValidationError, source: str, lines: dict[str, int]) -> str:
     problems = []
     for err in exc.errors():
-        dotted = ".".join(str(part) for part in err["loc"])
+        if isinstance(err.get("input"), dict) and err["loc"][-1:] == ("str",):
+            continue  # an inline target (a mapping) against the profile-name branch of `str | TargetConfig`
+        # Union branches and validators show up as loc parts such as "function-after[...]": not keys.
+        dotted = ".".join(str(part) for part in err["loc"] if not str(part).endswith("]"))
         where = f"{source}, line {lines[dotted]}" if dotted in lines else source
         if err["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key {dotted!r}{_suggest(dotted)}")
+        elif err["type"] == "value_error":  # our validators' messages name the key and the value themselves
+            problems.append(f"{where}: {dotted}: {err['msg'].removeprefix('Value error, ')}")
         else:
             problems.append(f"{where}: {dotted}: {err['msg']} (got {err.get('input')!r})")
     return "invalid configuration:\n  " + "\n  ".join(problems)

@@ -82,7 +82,9 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
                 f"({getattr(runner, 'runtime', target.backend)}) against {model_dir} on {report.samples} eval "
                 f"sentences: " + "; ".join(report.failures)
                 + f" (max |diff| {report.max_abs:.3g}, agreement {report.agreement:.2%}, "
-                f"{_bytes_under(model_files) / 1e6:.1f} MB). No artifact was written."
+                f"{_bytes_under(model_files) / 1e6:.1f} MB)." + _worst_layers(backend, draft, model_dir, data,
+                                                                               max_length, threads)
+                + " No artifact was written."
             )
         config = json.loads((model_dir / "config.json").read_text())
         info = {
@@ -107,6 +109,42 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         write_json_atomic(tmp / ARTIFACT_FILE, info)
     log.info("export %s: verified (%s) and written to %s", target.name, _summary(report), out)
     return Artifact(out, info)
+
+
+LAYER_ERROR_SAMPLES = 128  # eval sentences the per-layer error of a failed int8 gate is measured on
+
+
+def _worst_layers(backend: Any, artifact: Artifact, model_dir: Path, data: TaskData, max_length: int,
+                  threads: int) -> str:
+    """For a full-integer artifact that failed its gate: the tensors whose quantization hurts most."""
+    if artifact.target.precision != "int8-static" or not hasattr(backend, "layer_errors"):
+        return ""
+    from edgedistill.quant_report import worst_summary
+
+    try:
+        rows = backend.layer_errors(artifact, model_dir, data.eval.texts[:LAYER_ERROR_SAMPLES], max_length, threads)
+    except Exception as exc:  # a diagnostic must not hide the gate's own verdict
+        return f" (per-layer analysis failed: {type(exc).__name__}: {exc})"
+    return (f" Worst quantized tensors (SQNR on {min(len(data.eval.texts), LAYER_ERROR_SAMPLES)} eval sentences; "
+            f"`edgedistill verify ARTIFACT --layers` prints them all): {worst_summary(rows)}.")
+
+
+def layer_error_table(path: Path, data: TaskData, *, threads: int, samples: int, limit: int | None) -> str:
+    """The per-tensor quantization error table of a full-integer artifact, worst first (Markdown)."""
+    from edgedistill.quant_report import render_table
+
+    artifact = Artifact.open(path)
+    backend = get_backend(artifact.target.backend)
+    if not hasattr(backend, "layer_errors"):
+        raise EdgeDistillError(f"{path}: the {artifact.target.backend} backend has no per-layer error analysis "
+                               "(ONNX and TFLite full-integer artifacts have)")
+    source = Path(artifact.info["source"]["path"])
+    if not source.is_dir():
+        raise EdgeDistillError(f"{path}: its source model {source} is not there; per-layer error compares with it")
+    rows = backend.layer_errors(artifact, source, data.eval.texts[:samples], artifact.info.get("max_length", 128),
+                                threads)
+    return (f"Per-tensor quantization error of {path} ({artifact.target.name}) against its float source, on "
+            f"{min(samples, len(data.eval.texts))} eval sentences, worst first:\n\n" + render_table(rows, limit))
 
 
 def _bytes_under(paths: list[Path]) -> int:

@@ -8,7 +8,11 @@ A backend is one module with two verbs:
   numpy int64 in, float32 out. A runner may say what actually ran it (``runtime``) and whether its
   timings mean anything (``measures_latency``, false for an emulation);
 * optionally ``inspect(model_files, target) -> dict``: structural facts about the file, checked against
-  the target (raising on a mismatch), stored in ``artifact.json`` as ``structure``.
+  the target (raising on a mismatch), stored in ``artifact.json`` as ``structure`` — for int8 artifacts
+  their integer coverage (``structure.integer``, :mod:`edgedistill.quant_report`);
+* optionally ``layer_errors(artifact, source_dir, texts, max_length, threads) -> list[TensorError]``: the
+  per-tensor quantization error of a full-integer artifact against its float source, on real text
+  (``edgedistill verify --layers``, and the message of a failed int8 gate).
 
 Everything else (tokenizer files, ``artifact.json``, the parity gate, atomic publication) is done once,
 in :mod:`edgedistill.export`, for all backends. Adding a format is one module and one registry line.
@@ -100,6 +104,13 @@ def check_precision(backend: Backend, target: TargetConfig) -> None:
     if target.precision not in backend.precisions:
         raise ConfigError(f"target {target.name}: the {backend.name} backend has no precision "
                           f"{target.precision!r}; choose one of: {', '.join(backend.precisions)}")
+
+
+def require_full_integer(target: TargetConfig) -> None:
+    """Per-layer quantization error is measured on full-integer artifacts, whose scales are in the file."""
+    if target.precision != "int8-static":
+        raise ConfigError(f"target {target.name}: per-layer quantization error needs a full-integer (int8-static) "
+                          f"artifact; this one is {target.precision}")
 
 
 def backend_names() -> tuple[str, ...]:

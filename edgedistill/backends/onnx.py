@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.backends.base import Artifact, Calibration, check_precision
+from edgedistill.backends.base import Artifact, Calibration, check_precision, require_full_integer
 from edgedistill.config import TargetConfig
 from edgedistill.errors import ConfigError, ExportError, ModelError
+from edgedistill.quant_report import TensorError
+from edgedistill.target_options import OnnxOptions, target_options
 
 log = logging.getLogger("edgedistill.onnx")
 
 MODEL_FILE = "model.onnx"
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
-_OPTIONS = {"fused", "per_channel", "calibration", "opset"}
 
 
 def _isa_quantization_config(is_static: bool, per_channel: bool) -> Any:
@@ -89,7 +89,7 @@ class OnnxBackend:
         with tempfile.TemporaryDirectory(prefix="edgedistill-onnx-") as scratch:
             scratch = Path(scratch)
             exported = self._export_fp32(model_dir, scratch / "fp32", options, target.cls_only_last_layer)
-            if options.get("fused"):
+            if options.fused:
                 exported = self._fuse(exported, scratch / "fused")
             final = out_dir / MODEL_FILE
             if target.precision == "fp32":
@@ -97,8 +97,7 @@ class OnnxBackend:
             elif target.precision == "fp16":
                 self._to_fp16(exported, final)
             elif target.precision == "int8-dynamic":
-                self._quantize_dynamic(exported, final, bool(options.get("per_channel", False)),
-                                       fused=bool(options.get("fused")))
+                self._quantize_dynamic(exported, final, bool(options.per_channel), fused=options.fused)
             else:
                 self._quantize_static(model_dir, exported, final, calibration, options)
         return [final]
@@ -106,26 +105,39 @@ class OnnxBackend:
     def load(self, artifact: Artifact, threads: int) -> OnnxRunner:
         return OnnxRunner(artifact.path / MODEL_FILE, threads)
 
+    def inspect(self, model_files: list[Path], target: TargetConfig) -> dict[str, Any]:
+        """Integer coverage of int8 artifacts: the MACs that run in int8, and the op types left in float."""
+        if not target.precision.startswith("int8"):
+            return {}
+        from edgedistill.backends.onnx_quant import integer_coverage
+
+        return {"integer": integer_coverage(model_files[0])}
+
+    def layer_errors(self, artifact: Artifact, source_dir: Path, texts: list[str], max_length: int,
+                     threads: int) -> list[TensorError]:
+        """Per-tensor quantization error of a QDQ (int8-static) artifact against a fresh fp32 export of its
+        source, on ``texts``."""
+        from transformers import AutoTokenizer
+
+        from edgedistill.backends.onnx_quant import layer_errors
+        from edgedistill.verify import padded_batches
+
+        target = artifact.target
+        require_full_integer(target)
+        options = target_options(target)
+        with tempfile.TemporaryDirectory(prefix="edgedistill-onnx-ref-") as scratch:
+            reference = self._export_fp32(source_dir, Path(scratch), options, target.cls_only_last_layer)
+            batches = padded_batches(texts, AutoTokenizer.from_pretrained(source_dir), max_length)
+            return layer_errors(artifact.path / MODEL_FILE, reference, batches, threads)
+
     # -- steps --------------------------------------------------------------------------------
 
-    def _check(self, target: TargetConfig) -> dict[str, Any]:
+    def _check(self, target: TargetConfig) -> OnnxOptions:
         check_precision(self, target)
-        options = dict(target.options)
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise ConfigError(f"target {target.name}: unknown onnx options {sorted(unknown)}; "
-                              f"valid: {', '.join(sorted(_OPTIONS))}")
-        method = options.get("calibration", "minmax")
-        if method not in CALIBRATION_METHODS:
-            raise ConfigError(f"target {target.name}: calibration {method!r} is not one of "
-                              f"{', '.join(CALIBRATION_METHODS)}")
-        if target.precision == "int8-static" and options.get("fused"):
-            raise ConfigError(f"target {target.name}: int8-static on a fused graph is not supported "
-                              "(ORTQuantizer cannot shape-infer fused attention); set fused: false")
-        return options
+        return target_options(target)
 
     @staticmethod
-    def _export_fp32(model_dir: Path, out: Path, options: dict[str, Any], cls_only_last_layer: bool) -> Path:
+    def _export_fp32(model_dir: Path, out: Path, options: OnnxOptions, cls_only_last_layer: bool) -> Path:
         """optimum's ONNX exporter (what ``main_export`` runs once it has loaded the model) on the
         classifier, pruned to the [CLS] row in its last layer unless the target says otherwise."""
         from optimum.exporters.onnx import onnx_export_from_model
@@ -133,7 +145,7 @@ class OnnxBackend:
 
         from edgedistill.models import load_for_export
 
-        onnx_export_from_model(load_for_export(model_dir, cls_only_last_layer), out, opset=options.get("opset"),
+        onnx_export_from_model(load_for_export(model_dir, cls_only_last_layer), out, opset=options.opset,
                                task="text-classification", do_validation=False,
                                preprocessors=maybe_load_preprocessors(str(model_dir)))
         return out / MODEL_FILE
@@ -175,41 +187,61 @@ class OnnxBackend:
 
     @staticmethod
     def _quantize_static(model_dir: Path, model: Path, final: Path, calibration: Calibration | None,
-                         options: dict[str, Any]) -> None:
-        from datasets import Dataset
-        from optimum.onnxruntime import ORTQuantizer
-        from optimum.onnxruntime.configuration import AutoCalibrationConfig
+                         options: OnnxOptions) -> None:
+        """Full-integer QDQ with ONNX Runtime's ``quantize_static``, calibrated on real task text.
+
+        Only ``quantize_ops`` get QuantizeLinear/DequantizeLinear pairs (by default the matrix multiplies:
+        ONNX Runtime then runs them as integer GEMMs); everything else stays float. Calibration never sees
+        the attention mask's ``finfo.min`` fill, which is what made the histogram calibrators abort when
+        every op type was quantized.
+        """
+        import onnx
+        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                              quantize_static)
         from transformers import AutoTokenizer
+
+        from edgedistill.verify import padded_batches
 
         if calibration is None or not calibration.texts:
             raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
                               "(data.calibration_samples, and a non-empty train split)")
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        import onnx
+        graph = onnx.load(str(model), load_external_data=False).graph
+        graph_inputs = {i.name for i in graph.input}
+        batches = [{k: v for k, v in (("input_ids", ids), ("attention_mask", mask)) if k in graph_inputs}
+                   for ids, mask in padded_batches(calibration.texts, AutoTokenizer.from_pretrained(model_dir),
+                                                   calibration.max_length, options.calibration_samples_per_batch)]
+        if "token_type_ids" in graph_inputs:
+            for feed in batches:
+                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
 
-        graph_inputs = {i.name for i in onnx.load(str(model), load_external_data=False).graph.input}
-        encoded = tokenizer(calibration.texts, padding="max_length", truncation=True,
-                            max_length=calibration.max_length,
-                            return_token_type_ids="token_type_ids" in graph_inputs)
-        dataset = Dataset.from_dict({k: encoded[k] for k in encoded if k in graph_inputs})
-        method = options.get("calibration", "minmax")
-        if method == "minmax":
-            calib_config = AutoCalibrationConfig.minmax(dataset)
-        elif method == "percentile":
-            calib_config = AutoCalibrationConfig.percentiles(dataset, percentile=99.999)
-        else:
-            calib_config = AutoCalibrationConfig.entropy(dataset)
-        quantizer = ORTQuantizer.from_pretrained(model.parent, file_name=model.name)
-        qconfig = _isa_quantization_config(True, bool(options.get("per_channel", False)))
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.feeds = iter(batches)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                return next(self.feeds, None)
+
+        int16 = QuantType.QInt16
+        overrides = {name: [{"quant_type": int16}] for node in graph.node if node.op_type in options.int16_ops
+                     for name in node.input if name and name not in _initializer_names(graph)}
+        method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                  "entropy": CalibrationMethod.Entropy}[options.calibration]
         try:
-            ranges = quantizer.fit(dataset=dataset, calibration_config=calib_config,
-                                   onnx_augmented_model_name=model.parent / "augmented.onnx", batch_size=16)
-        except ValueError as exc:  # histogram calibrators refuse tensors whose range is degenerate
-            raise ExportError(f"{method} calibration failed on {len(calibration.texts)} sentences ({exc}); "
-                              "try calibration: minmax, or more calibration text") from None
-        written = quantizer.quantize(qconfig, model.parent / "q", calibration_tensors_range=ranges,
-                                     file_suffix=None)
-        shutil.copy2(Path(written) / MODEL_FILE, final)
+            quantize_static(
+                str(model), str(final), Reader(), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(options.quantize_ops), per_channel=options.per_channel is not False,
+                activation_type=QuantType.QInt8 if options.activations == "int8" else QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=method,
+                extra_options={"ActivationSymmetric": options.symmetric_activations, "WeightSymmetric": True,
+                               "CalibPercentile": options.percentile, "TensorQuantOverrides": overrides,
+                               "UseQDQContribOps": bool(overrides)})
+        except ValueError as exc:  # a calibrator refusing a tensor's value range
+            raise ExportError(f"{options.calibration} calibration failed on {len(calibration.texts)} sentences "
+                              f"({exc}); try calibration: minmax, or fewer quantize_ops") from None
+
+
+def _initializer_names(graph: Any) -> set[str]:
+    return {init.name for init in graph.initializer}
 
 
 BACKEND = OnnxBackend()

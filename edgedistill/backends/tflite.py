@@ -29,34 +29,21 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.backends.base import Artifact, Calibration, InputTooLongError, check_precision
+from edgedistill.backends.base import (Artifact, Calibration, InputTooLongError, check_precision,
+                                       require_full_integer)
 from edgedistill.config import TargetConfig
 from edgedistill.errors import ConfigError, ExportError, ModelError
+from edgedistill.quant_report import TensorError
+from edgedistill.target_options import TFLiteOptions, target_options
 
 log = logging.getLogger("edgedistill.tflite")
 
 MODEL_FILE = "model.tflite"
 DEFAULT_BUCKETS = (32, 64, 128)
-_OPTIONS = {"buckets", "batch", "overflow"}
 
 
 def signature_name(seq: int) -> str:
     return f"seq_{seq}"
-
-
-def _options(target: TargetConfig) -> dict[str, Any]:
-    options = dict(target.options)
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise ConfigError(f"target {target.name}: unknown tflite options {sorted(unknown)}; "
-                          f"valid: {', '.join(sorted(_OPTIONS))}")
-    buckets = sorted(int(b) for b in options.get("buckets", DEFAULT_BUCKETS))
-    if not buckets or buckets[0] < 2 or len(set(buckets)) != len(buckets):
-        raise ConfigError(f"target {target.name}: buckets must be distinct lengths >= 2, got {buckets}")
-    overflow = options.get("overflow", "truncate")
-    if overflow not in ("truncate", "refuse"):
-        raise ConfigError(f"target {target.name}: overflow must be truncate or refuse, got {overflow!r}")
-    return {"buckets": buckets, "batch": int(options.get("batch", 1)), "overflow": overflow}
 
 
 class TFLiteRunner:
@@ -200,7 +187,7 @@ class TFLiteBackend:
     def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
                out_dir: Path) -> list[Path]:
         check_precision(self, target)
-        options = _options(target)
+        options = target_options(target)
         if target.precision == "int8-static" and (calibration is None or not calibration.texts):
             raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
                               "(data.calibration_samples, and a non-empty train split)")
@@ -215,12 +202,48 @@ class TFLiteBackend:
         return [final]
 
     def load(self, artifact: Artifact, threads: int) -> TFLiteRunner:
-        overflow = dict(artifact.target.options).get("overflow", "truncate")
+        overflow = target_options(artifact.target).overflow
         recorded = artifact.info.get("files", {}).get(MODEL_FILE, {}).get("sha256")
         return TFLiteRunner(artifact.path / MODEL_FILE, threads, overflow, recorded)
 
+    def inspect(self, model_files: list[Path], target: TargetConfig) -> dict[str, Any]:
+        """Where the file runs on this CPU (XNNPACK partitions) and, for int8, its integer coverage."""
+        from edgedistill.backends.tflite_quant import coverage_signature, integer_coverage, xnnpack_delegation
+
+        structure: dict[str, Any] = {"xnnpack": xnnpack_delegation(model_files[0])}
+        if target.precision.startswith("int8"):
+            signature = coverage_signature(signature_name(b) for b in target_options(target).buckets)
+            structure["integer"] = integer_coverage(model_files[0], signature)
+        return structure
+
+    def layer_errors(self, artifact: Artifact, source_dir: Path, texts: list[str], max_length: int,
+                     threads: int) -> list[TensorError]:
+        """Per-tensor quantization error of a full-integer artifact against a fresh fp32 conversion of its
+        source, every text padded to one bucket (the smallest that holds the longest)."""
+        from transformers import AutoTokenizer
+
+        from edgedistill.backends.tflite_quant import layer_errors
+
+        target = artifact.target
+        require_full_integer(target)
+        options = target_options(target)
+        tokenizer = AutoTokenizer.from_pretrained(source_dir)
+        encoded = [tokenizer(t, truncation=True, max_length=min(max_length, options.buckets[-1]))["input_ids"]
+                   for t in texts]
+        bucket = next((b for b in options.buckets if b >= max(map(len, encoded))), options.buckets[-1])
+        feeds = []
+        for ids in encoded:
+            row = np.zeros((options.batch, bucket), dtype=np.int32)
+            mask = np.zeros_like(row)
+            row[:, : len(ids)], mask[:, : len(ids)] = ids, 1
+            feeds.append({"input_ids": row, "attention_mask": mask})
+        with tempfile.TemporaryDirectory(prefix="edgedistill-tflite-ref-") as scratch:
+            reference = Path(scratch) / "fp32.tflite"
+            self._convert(source_dir, options, target.cls_only_last_layer, reference)
+            return layer_errors(artifact.path / MODEL_FILE, reference, feeds, signature_name(bucket))
+
     @staticmethod
-    def _convert(model_dir: Path, options: dict[str, Any], cls_only_last_layer: bool, out: Path) -> None:
+    def _convert(model_dir: Path, options: TFLiteOptions, cls_only_last_layer: bool, out: Path) -> None:
         import litert_torch
         import torch
 
@@ -228,9 +251,9 @@ class TFLiteBackend:
 
         model = logits_only(load_for_export(model_dir, cls_only_last_layer), "logits")
         converter = None
-        for seq in options["buckets"]:
-            sample = {"input_ids": torch.zeros(options["batch"], seq, dtype=torch.long),
-                      "attention_mask": torch.ones(options["batch"], seq, dtype=torch.long)}
+        for seq in options.buckets:
+            sample = {"input_ids": torch.zeros(options.batch, seq, dtype=torch.long),
+                      "attention_mask": torch.ones(options.batch, seq, dtype=torch.long)}
             if converter is None:
                 converter = litert_torch.signature(signature_name(seq), model, sample_kwargs=sample)
             else:
@@ -241,7 +264,7 @@ class TFLiteBackend:
             raise ExportError(f"litert-torch could not convert {model_dir}: {type(exc).__name__}: {exc}") from None
 
     @staticmethod
-    def _quantize(fp32: Path, final: Path, precision: str, model_dir: Path, options: dict[str, Any],
+    def _quantize(fp32: Path, final: Path, precision: str, model_dir: Path, options: TFLiteOptions,
                   calibration: Calibration | None) -> None:
         from ai_edge_quantizer import quantizer, recipe
         from ai_edge_quantizer.algorithm_manager import AlgorithmName
@@ -256,21 +279,24 @@ class TFLiteBackend:
         elif precision == "int8-weights":
             qt.load_quantization_recipe(recipe.weight_only_wi8_afp32())
         else:
-            qt.load_quantization_recipe(recipe.static_wi8_ai8())
-            qt.add_weight_only_config(regex=".*", operation_name=TFLOperationName.EMBEDDING_LOOKUP, num_bits=8)
+            for op in options.quantize_ops:  # int8 weights and activations on these; every other op stays float
+                qt.add_static_config(regex=".*", operation_name=TFLOperationName(op), weight_num_bits=8,
+                                     activation_num_bits=16 if op in options.int16_ops else 8)
+            if options.int8_embeddings:
+                qt.add_weight_only_config(regex=".*", operation_name=TFLOperationName.EMBEDDING_LOOKUP, num_bits=8)
         result = None
         if qt.need_calibration:
             result = qt.calibrate(_calibration_data(model_dir, options, calibration), num_threads=1)
         qt.quantize(result, enable_progress_report=False).export_model(str(final), overwrite=True)
 
 
-def _calibration_data(model_dir: Path, options: dict[str, Any], calibration: Calibration
+def _calibration_data(model_dir: Path, options: TFLiteOptions, calibration: Calibration
                       ) -> dict[str, list[dict[str, np.ndarray]]]:
     """Each calibration sentence, padded to its own bucket, fed to that bucket's signature."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    buckets, batch = options["buckets"], options["batch"]
+    buckets, batch = options.buckets, options.batch
     data: dict[str, list[dict[str, np.ndarray]]] = {signature_name(b): [] for b in buckets}
     for text in calibration.texts:
         ids = tokenizer(text, truncation=True, max_length=buckets[-1])["input_ids"]

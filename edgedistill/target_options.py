@@ -1,0 +1,167 @@
+"""Typed options of the ONNX and TFLite targets, checked when a target is built (config load, profile load).
+
+A target's ``options`` mapping is parsed by its backend's model here: unknown keys, wrong types, op
+types the backend's quantizer does not know, and mixed-precision choices that contradict the precision
+(``int16_ops`` on a dynamic-range target, say) fail in the first second of ``edgedistill run``, naming the
+target, the key and the allowed values, instead of as an export after hours of training. The module only
+needs pydantic, so the command line stays fast; the op-type lists mirror the quantizers' own registries
+(a test keeps them in sync with onnxruntime and ai-edge-quantizer).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgedistill.errors import ConfigError
+
+# onnxruntime.quantization: QDQRegistry | QLinearOpsRegistry (what quantize_static can put in integer).
+ONNX_QUANTIZABLE_OPS = (
+    "Add", "ArgMax", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "ConvTranspose", "CumSum",
+    "EmbedLayerNormalization", "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool",
+    "InstanceNormalization", "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad", "Relu",
+    "Reshape", "Resize", "Sigmoid", "Slice", "Softmax", "Split", "Squeeze", "TopK", "Transpose", "Unsqueeze",
+    "Where",
+)
+# ai_edge_quantizer.qtyping.TFLOperationName (less '*', INPUT and OUTPUT): ops a static recipe can cover.
+TFLITE_QUANTIZABLE_OPS = (
+    "FULLY_CONNECTED", "BATCH_MATMUL", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D_TRANSPOSE", "AVERAGE_POOL_2D",
+    "RESHAPE", "CUSTOM_OP", "EMBEDDING_LOOKUP", "SOFTMAX", "TANH", "TRANSPOSE", "GELU", "ADD", "SUB", "MUL",
+    "MEAN", "RSQRT", "CONCATENATION", "STRIDED_SLICE", "SPLIT", "LOGISTIC", "SLICE", "SUM", "SELECT",
+    "SELECT_V2", "DYNAMIC_UPDATE_SLICE", "STABLEHLO_COMPOSITE", "PAD", "SQUARED_DIFFERENCE", "MAX_POOL_2D",
+    "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "GATHER_ND", "PACK", "UNPACK", "DIV", "BROADCAST_TO", "SQRT",
+    "GATHER", "HARD_SWISH", "MAXIMUM", "PADV2", "REDUCE_MIN", "EQUAL", "NOT_EQUAL", "MIRROR_PAD",
+    "SPACE_TO_DEPTH", "RELU",
+)
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Keys that only mean something for full-integer (int8-static) targets.
+    STATIC_ONLY: ClassVar[frozenset[str]] = frozenset()
+
+    def check_precision(self, precision: str) -> None:
+        misplaced = sorted(self.model_fields_set & self.STATIC_ONLY)
+        if misplaced and precision != "int8-static":
+            raise ValueError(f"{', '.join(misplaced)} set on a {precision} target: these choose what a "
+                             "full-integer model keeps in float or 16 bits; they need precision int8-static")
+
+
+def _known_ops(ops: list[str], known: tuple[str, ...], key: str) -> list[str]:
+    unknown = [op for op in ops if op not in known]
+    if unknown:
+        raise ValueError(f"{key}: unknown op type(s) {unknown}; the quantizer knows: {', '.join(known)}")
+    return ops
+
+
+class OnnxOptions(_Options):
+    """ONNX: ``fused`` graph, per-channel weights, and the full-integer (QDQ) recipe of int8-static."""
+
+    STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"calibration", "percentile", "quantize_ops", "int16_ops", "activations",
+                             "symmetric_activations", "calibration_samples_per_batch"})
+
+    fused: bool = False
+    # Per-channel weight scales; unset: per-tensor for int8-dynamic (optimum's default), per-channel for
+    # int8-static (per-tensor weights cost the SST-2 student accuracy either way).
+    per_channel: bool | None = None
+    opset: int | None = Field(None, ge=14)
+    calibration: Literal["minmax", "percentile", "entropy"] = "minmax"
+    percentile: float = Field(99.999, gt=90.0, lt=100.0)
+    # Op types whose inputs are quantized (QDQ); every other op stays float.
+    quantize_ops: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm"])
+    # Op types among quantize_ops whose activations are 16-bit (int16 QDQ, com.microsoft ops): A16W8.
+    int16_ops: list[str] = Field(default_factory=list)
+    activations: Literal["int8", "uint8"] = "int8"
+    symmetric_activations: bool = True
+    calibration_samples_per_batch: int = Field(16, ge=1)
+
+    @field_validator("quantize_ops", "int16_ops")
+    @classmethod
+    def _ops(cls, ops: list[str], info: Any) -> list[str]:
+        return _known_ops(ops, ONNX_QUANTIZABLE_OPS, info.field_name)
+
+    def check_precision(self, precision: str) -> None:
+        super().check_precision(precision)
+        stray = sorted(set(self.int16_ops) - set(self.quantize_ops))
+        if stray:
+            raise ValueError(f"int16_ops {stray} are not in quantize_ops {self.quantize_ops}: an op left in "
+                             "float cannot have 16-bit activations")
+        if self.fused and precision == "int8-static":
+            raise ValueError("fused: true with int8-static: ONNX Runtime's quantizer cannot shape-infer a fused "
+                             "graph (and fuses the QDQ graph itself at load); set fused: false")
+
+
+class TFLiteOptions(_Options):
+    """TFLite: sequence buckets, and the full-integer recipe of int8-static (ai-edge-quantizer)."""
+
+    STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"quantize_ops", "int16_ops", "int8_embeddings"})
+
+    buckets: list[int] = Field(default_factory=lambda: [32, 64, 128])
+    batch: int = Field(1, ge=1)
+    overflow: Literal["truncate", "refuse"] = "truncate"
+    # Op types given int8 weights and int8 activations with calibrated scales; every other op stays float.
+    quantize_ops: list[str] = Field(default_factory=lambda: ["FULLY_CONNECTED", "BATCH_MATMUL"])
+    # Op types among quantize_ops given 16-bit activations (a16w8) instead.
+    int16_ops: list[str] = Field(default_factory=list)
+    # The embedding table as int8 weights (weight-only: the lookup's output is float).
+    int8_embeddings: bool = True
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, buckets: list[int]) -> list[int]:
+        buckets = sorted(buckets)
+        if not buckets or buckets[0] < 2 or len(set(buckets)) != len(buckets):
+            raise ValueError(f"buckets must be distinct lengths >= 2, got {buckets}")
+        return buckets
+
+    @field_validator("quantize_ops", "int16_ops")
+    @classmethod
+    def _ops(cls, ops: list[str], info: Any) -> list[str]:
+        return _known_ops(ops, TFLITE_QUANTIZABLE_OPS, info.field_name)
+
+    def check_precision(self, precision: str) -> None:
+        super().check_precision(precision)
+        stray = sorted(set(self.int16_ops) - set(self.quantize_ops))
+        if stray:
+            raise ValueError(f"int16_ops {stray} are not in quantize_ops {self.quantize_ops}: an op left in "
+                             "float cannot have 16-bit activations")
+
+
+_MODELS: dict[str, type[_Options]] = {"onnx": OnnxOptions, "tflite": TFLiteOptions}
+
+
+def parse_options(backend: str, precision: str, options: dict[str, Any]) -> _Options | None:
+    """The typed options of a target, or None for a backend that checks its own (pytorch, coreml).
+
+    Raises ``ValueError`` (inside pydantic validation) or :class:`ConfigError` naming the key."""
+    model = _MODELS.get(backend)
+    if model is None:
+        return None
+    try:
+        parsed = model.model_validate(options)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "options"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown {backend} option {key!r}; valid: {', '.join(model.model_fields)}")
+            else:
+                message = err["msg"].removeprefix("Value error, ").removeprefix(f"{key}: ")
+                got = "" if err["type"] == "value_error" else f" (got {err.get('input')!r})"
+                problems.append(f"options.{key}: {message}{got}")
+        raise ConfigError("; ".join(problems)) from None
+    try:
+        parsed.check_precision(precision)
+    except ValueError as exc:
+        raise ConfigError(f"options: {exc}") from None
+    return parsed
+
+
+def target_options(target: Any) -> Any:
+    """A target's typed options, with a :class:`ConfigError` that names the target."""
+    try:
+        return parse_options(target.backend, target.precision, dict(target.options))
+    except ConfigError as exc:
+        raise ConfigError(f"target {target.name}: {exc}") from None
