@@ -11,6 +11,9 @@ Precisions:
 * ``fp32`` — float32 compute; ``fp16`` — float16 compute and weights (Core ML's default);
 * ``int8-weights`` — ``coremltools.optimize.coreml.linear_quantize_weights`` (symmetric, per channel)
   on an fp16 program;
+* ``int8-static`` — W8A8: ``linear_quantize_activations`` (int8 activations, symmetric, ranges calibrated
+  on real task text by running the program in the numpy emulator, since calibrating through
+  ``MLModel.predict`` needs macOS) then ``linear_quantize_weights``; the Neural Engine's int8 path;
 * ``palettize-6`` / ``palettize-4`` — ``palettize_weights`` (k-means look-up table of 2^n values) on an
   fp16 program; one table per tensor, or with ``palette_group_size: N`` one per N output channels
   (more tables, better fidelity: 4 bits per tensor lost 2.4% agreement on SST-2).
@@ -86,13 +89,18 @@ def _options(target: TargetConfig) -> dict[str, Any]:
 
 class CoreMLBackend:
     name = "coreml"
-    precisions = ("fp32", "fp16", "int8-weights", "palettize-6", "palettize-4")
+    precisions = ("fp32", "fp16", "int8-weights", "int8-static", "palettize-6", "palettize-4")
 
     def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
                out_dir: Path) -> list[Path]:
         check_precision(self, target)
         options = _options(target)
         mlmodel = self._convert(model_dir, target.precision, options, target.cls_only_last_layer)
+        if target.precision == "int8-static":
+            if calibration is None or not calibration.texts:
+                raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
+                                  "(data.calibration_samples, and a non-empty train split)")
+            mlmodel = _quantize_activations(mlmodel, model_dir, options, calibration)
         mlmodel = self._compress(mlmodel, target.precision, options)
         self._describe(mlmodel, model_dir, target)
         final = out_dir / MODEL_FILE
@@ -148,12 +156,12 @@ class CoreMLBackend:
 
     @staticmethod
     def _compress(mlmodel: Any, precision: str, options: dict[str, Any]) -> Any:
-        if precision not in ("int8-weights", "palettize-6", "palettize-4"):
+        if precision not in ("int8-weights", "int8-static", "palettize-6", "palettize-4"):
             return mlmodel
         import coremltools.optimize.coreml as cto
 
         threshold = options["weight_threshold"]
-        if precision == "int8-weights":
+        if precision in ("int8-weights", "int8-static"):
             op_config: Any = cto.OpLinearQuantizerConfig(mode="linear_symmetric", weight_threshold=threshold)
             compress = cto.linear_quantize_weights
         else:
@@ -188,6 +196,54 @@ class CoreMLBackend:
         metadata["edgedistill.precision"] = target.precision
         metadata["edgedistill.label_names"] = json.dumps(labels)
         metadata["edgedistill.source_sha256"] = source_hash(model_dir)
+
+
+def _quantize_activations(mlmodel: Any, model_dir: Path, options: dict[str, Any], calibration: Calibration) -> Any:
+    """W8A8's activation half: coremltools' ``linear_quantize_activations`` (int8, symmetric), calibrated on
+    real task text by the numpy ML Program emulator instead of ``MLModel.predict``, which needs macOS.
+
+    coremltools collects each tensor's range by running the model; here the emulator runs the same saved
+    program on the calibration sentences (each padded to its bucket) and hands coremltools those ranges, so
+    its own passes insert the quantize/dequantize pairs exactly as they would on a Mac.
+    """
+    import tempfile
+    from unittest import mock
+
+    import coremltools.optimize.coreml as cto
+    from transformers import AutoTokenizer
+
+    from edgedistill.backends.mil_emulator import MILEmulator
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    buckets = options["buckets"]
+    samples = []
+    for text in calibration.texts:
+        ids = tokenizer(text, truncation=True, max_length=buckets[-1])["input_ids"]
+        bucket = next(b for b in buckets if b >= len(ids))
+        row, mask = np.zeros((1, bucket), np.int32), np.zeros((1, bucket), np.int32)
+        row[0, : len(ids)], mask[0, : len(ids)] = ids, 1
+        samples.append({"input_ids": row, "attention_mask": mask})
+    ranges: dict[str, dict[str, float]] = {}
+
+    def observe(name: str, value: np.ndarray) -> None:
+        if value.size and np.issubdtype(value.dtype, np.floating):
+            low, high = float(value.min()), float(value.max())
+            seen = ranges.setdefault(name, {"rmin": low, "rmax": high})
+            seen["rmin"], seen["rmax"] = min(seen["rmin"], low), max(seen["rmax"], high)
+
+    with tempfile.TemporaryDirectory(prefix="edgedistill-coreml-calib-") as scratch:
+        package = Path(scratch) / MODEL_FILE
+        mlmodel.save(str(package))
+        emulator = MILEmulator(package)
+        for sample in samples:
+            emulator.run(sample, observe)
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+    stats_function = "coremltools.optimize.coreml._post_training_quantization._get_activation_calibration_stats"
+    try:
+        with mock.patch(stats_function, lambda *_args, **_kwargs: ranges):
+            return cto.linear_quantize_activations(mlmodel, config, samples)
+    except (ValueError, RuntimeError) as exc:
+        raise ExportError(f"coremltools could not quantize the activations to int8: {exc}") from None
 
 
 def coreml_runtime_available() -> bool:

@@ -139,6 +139,12 @@ def check_structure(structure: dict[str, Any], precision: str, options: dict[str
     if precision == "int8-weights" and not any(compressed.get(op) for op in INT8_OPS):
         problems.append("no weights were quantized to int8 (no constexpr dequantize ops): is weight_threshold "
                         f"({options['weight_threshold']}) above every weight's size?")
+    if precision == "int8-static":
+        ops = structure["op_counts"]
+        if not ops.get("quantize") or not ops.get("dequantize"):
+            problems.append("no activation quantize/dequantize ops: the program is not W8A8")
+        if not any(compressed.get(op) for op in INT8_OPS):
+            problems.append("no weights were quantized to int8 (no constexpr dequantize ops)")
     if precision.startswith("palettize-"):
         nbits = precision.rsplit("-", 1)[1]
         if not any(compressed.get(op) for op in PALETTE_OPS):

@@ -216,6 +216,36 @@ def _sdpa(a: dict[str, Any]) -> np.ndarray:
     return _softmax(scores, -1) @ v
 
 
+def _per_axis(param: Any, x: np.ndarray, axis: Any) -> np.ndarray:
+    """A scale or zero point, shaped to broadcast along ``axis`` of ``x`` when it is a vector."""
+    param = np.asarray(param, dtype=np.float32)
+    if param.ndim == 1 and param.size > 1:
+        shape = [1] * x.ndim
+        shape[int(axis) % x.ndim] = param.size
+        param = param.reshape(shape)
+    return param
+
+
+@rule("quantize")
+def _quantize(a: dict[str, Any]) -> np.ndarray:
+    """iOS 17 ``quantize``: round(x / scale) + zero_point, saturated to int8 / uint8 (ties to even)."""
+    x = _f32(a["input"])
+    dtype = np.dtype(str(a["output_dtype"]))
+    scale = _per_axis(a["scale"], x, a.get("axis", -1))
+    zero_point = _per_axis(a.get("zero_point", 0), x, a.get("axis", -1))
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+@rule("dequantize")
+def _dequantize(a: dict[str, Any]) -> np.ndarray:
+    """iOS 17 ``dequantize``: (q - zero_point) * scale."""
+    q = np.asarray(a["input"])
+    scale = _per_axis(a["scale"], q, a.get("axis", -1))
+    zero_point = _per_axis(a.get("zero_point", 0), q, a.get("axis", -1))
+    return (q.astype(np.float32) - zero_point) * scale
+
+
 _REDUCE = {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max, "reduce_min": np.min}
 for _name, _fn in _REDUCE.items():
     rule(_name)(lambda a, _fn=_fn: _fn(_f32(a["x"]), axis=None if a.get("axes") is None else
@@ -261,7 +291,9 @@ class MILEmulator:
             raise UnsupportedOpError(f"{package}: the emulator has no numpy rule for op(s) "
                                      f"{', '.join(sorted(unsupported))}")
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray],
+            observe: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+        """Execute the program; ``observe(name, value)`` sees every op's output (calibration uses it)."""
         missing = set(self.input_names) - set(inputs)
         if missing:
             raise ModelError(f"the program needs inputs {sorted(missing)}")
@@ -273,6 +305,8 @@ class MILEmulator:
             results = result if isinstance(result, tuple) else (result,)
             for (name, dtype), value in zip(outputs, results, strict=True):
                 env[name] = np.asarray(value).astype(dtype)
+                if observe is not None:
+                    observe(name, env[name])
         return {name: env[name] for name in self.output_names}
 
 
