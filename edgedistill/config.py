@@ -69,6 +69,14 @@ class TeacherConfig(TrainingRecipe):
     train: Literal["auto", "always", "never"] = "auto"
 
 
+class QatConfig(_Section):
+    """Quantization-aware distillation: the distilled student trained on under int8 fake quantization."""
+
+    enabled: bool = True
+    epochs: float = Field(0.25, gt=0)
+    learning_rate: float = Field(1e-5, gt=0)
+
+
 class DistillConfig(TrainingRecipe):
     """The student and the DistilBERT recipe that trains it (plus the no-teacher baseline)."""
 
@@ -83,6 +91,7 @@ class DistillConfig(TrainingRecipe):
     alpha_cos: float = Field(1.0, ge=0)
     cache_teacher_logits: bool = False
     baseline: bool = True
+    qat: QatConfig = QatConfig()
     save_steps: int = Field(200, ge=1)
 
     @model_validator(mode="after")
@@ -169,7 +178,7 @@ class Config(_Section):
     # Deployment targets: profile names from targets/ or inline target mappings.
     targets: list[str | TargetConfig] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
     # Which trained models get exported to every target.
-    export_models: list[Literal["student", "baseline", "teacher"]] = Field(default_factory=lambda: ["student"])
+    export_models: list[Literal["student", "qat", "baseline", "teacher"]] = Field(default_factory=lambda: ["student"])
     bench: BenchConfig = BenchConfig()
 
 

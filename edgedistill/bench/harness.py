@@ -23,8 +23,8 @@ from edgedistill.host import host_info
 log = logging.getLogger("edgedistill.bench")
 
 SCHEMA = "edgedistill.report/1"
-ROLE_ORDER = {"teacher": 0, "student": 1, "baseline": 2}
-CHECKPOINT_ROLES = ("teacher", "student", "baseline")
+ROLE_ORDER = {"teacher": 0, "student": 1, "qat": 2, "baseline": 3}
+CHECKPOINT_ROLES = ("teacher", "student", "qat", "baseline")
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The distill stage: train the student (and the baseline) and save them as save_pretrained folders.
 
-Outputs: ``<workdir>/student/`` (distilled) and ``<workdir>/baseline/`` (same student, same init,
-labels only), each with the tokenizer, ``edgedistill_config.yaml``, ``metrics.json``, ``stage.json``
+Outputs: ``<workdir>/student/`` (distilled), ``<workdir>/qat/`` (the distilled student trained on under
+int8 fake quantization, :mod:`edgedistill.distill.qat`) and ``<workdir>/baseline/`` (same student, same
+init, labels only), each with the tokenizer, ``edgedistill_config.yaml``, ``metrics.json``, ``stage.json``
 and a log. Runs unchanged under ``torchrun`` / ``accelerate launch``: every process trains (the
 Trainer's DDP: gloo on CPU, NCCL on GPUs), and only the first writes.
 """
@@ -30,7 +31,7 @@ from edgedistill.teacher import TeacherResult, run_teacher
 
 log = logging.getLogger("edgedistill.distill")
 
-ROLES = ("student", "baseline")
+ROLES = ("student", "qat", "baseline")
 OUTPUTS = ("config.json", "metrics.json", "edgedistill_config.yaml")
 
 
@@ -51,8 +52,13 @@ def run_distill(config: Config, *, force: bool = False, teacher: TeacherResult |
     teacher = teacher or run_teacher(config)
     data = load_task_data(config.data, seed=config.seed)
     teacher_hash = sha256_tree(teacher.path, exclude=frozenset({"teacher.log"}))
-    roles = ROLES if config.distill.baseline else ROLES[:1]
-    return [_run_role(config, role, teacher.path, teacher_hash, data, force) for role in roles]
+    student = _run_role(config, "student", teacher.path, teacher_hash, data, force)
+    results = [student]
+    if config.distill.qat.enabled:  # starts from the distilled student: its content hash is part of the key
+        results.append(_run_role(config, "qat", teacher.path, teacher_hash, data, force, init=student.path))
+    if config.distill.baseline:
+        results.append(_run_role(config, "baseline", teacher.path, teacher_hash, data, force))
+    return results
 
 
 def _weights(config: Config, role: str) -> dict[str, float]:
@@ -63,17 +69,21 @@ def _weights(config: Config, role: str) -> dict[str, float]:
 
 
 def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, data: TaskData,
-              force: bool) -> DistillResult:
+              force: bool, init: Path | None = None) -> DistillResult:
     student_source = resolve_model(config.distill.student).fingerprint() if config.distill.student else None
     inputs = {
         "teacher": teacher_hash,
         "student": student_source,
         "data": data.fingerprint,
         "max_length": config.data.max_length,
-        "distill": config.distill.model_dump(exclude={"baseline", "eval_batch_size", "logging_steps", "save_steps"}),
+        "distill": config.distill.model_dump(exclude={"baseline", "qat", "eval_batch_size", "logging_steps",
+                                                      "save_steps"}),
         "weights": _weights(config, role),
         "seed": config.seed,
     }
+    if role == "qat":
+        inputs["qat"] = {**config.distill.qat.model_dump(exclude={"enabled"}),
+                         "init": sha256_tree(init, exclude=frozenset({"student.log"}))}
     key = stage_key(role, inputs)
     out = Path(config.workdir) / role
     if not force and is_cached(out, key, OUTPUTS):
@@ -84,7 +94,7 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
     log.info("%s: %s (key %s)", role, "inputs changed, rebuilding" if read_stage(out) else "building", key[:12])
     checkpoints = Path(config.workdir) / ".checkpoints" / f"{role}-{key[:12]}"
     with stage_directory(out) as tmp, log_to_file(tmp / f"{role}.log"):
-        metrics = _train(config, role, teacher_dir, data, tmp, checkpoints)
+        metrics = _train(config, role, teacher_dir, data, tmp, checkpoints, init)
         if process_rank() == 0:
             (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
             write_json_atomic(tmp / "metrics.json", metrics)
@@ -104,10 +114,11 @@ def _layer_pairs(config: Config, student_layers: int, teacher_layers: int) -> li
     return [(k + 1, round((k + 1) * stride)) for k in range(student_layers)]
 
 
-def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Path, checkpoints: Path
-           ) -> dict[str, Any]:
+def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Path, checkpoints: Path,
+           init_dir: Path | None = None) -> dict[str, Any]:
     """Train one student. Checkpoints go to ``checkpoints`` (named by the cache key, outside the
-    atomic output folder) every ``distill.save_steps``, so a killed run resumes where it stopped."""
+    atomic output folder) every ``distill.save_steps``, so a killed run resumes where it stopped.
+    The ``qat`` role continues from ``init_dir`` (the distilled student) with int8 fake quantization."""
     import torch
     from torch import nn
     from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
@@ -130,7 +141,14 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     teacher = load_classifier(teacher_dir)
     teacher.eval()
     layer_map = None
-    if d.student:
+    if role == "qat":
+        from edgedistill.distill.qat import prepare_qat
+
+        student = prepare_qat(load_classifier(init_dir))
+        layer_map = student.config.edgedistill.get("layer_map") if hasattr(student.config, "edgedistill") else None
+        init = f"the distilled student {init_dir}, int8 fake quantization on every linear layer"
+        d = d.model_copy(update={"epochs": d.qat.epochs, "learning_rate": d.qat.learning_rate})
+    elif d.student:
         source = resolve_model(d.student)
         load_model_config(source)
         student = load_classifier(
@@ -180,13 +198,21 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     if process_rank() != 0:
         return {}
     shutil.rmtree(checkpoints, ignore_errors=True)
+    import numpy as np
+
+    eval_labels = [f["labels"] for f in eval_set]
+    extra_metrics: dict[str, Any] = {}
+    if role == "qat":
+        from edgedistill.distill.qat import strip_qat
+
+        simulated = predict_logits(student, eval_set, collator, d.eval_batch_size)
+        extra_metrics["eval_accuracy_fake_quant"] = classification_metrics(simulated, np.array(eval_labels))["accuracy"]
+        extra_metrics["qat"] = d.qat.model_dump()
+        strip_qat(student)
     student.config.edgedistill = {"role": role, "layer_map": layer_map, "teacher": str(teacher_dir)}
     student.save_pretrained(out)
     # DistilBERT takes no token types: the saved tokenizer must not produce them.
     AutoTokenizer.from_pretrained(teacher_dir, model_input_names=["input_ids", "attention_mask"]).save_pretrained(out)
-
-    eval_labels = [f["labels"] for f in eval_set]
-    import numpy as np
 
     student_logits = predict_logits(student, eval_set, collator, d.eval_batch_size)
     teacher_logits = predict_logits(teacher, eval_set, collator, d.eval_batch_size)
@@ -221,6 +247,7 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "command": sys.argv,
         "host": host_info(config.threads),
+        **extra_metrics,
     }
 
 
