@@ -84,8 +84,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
                 + f" (max |diff| {report.max_abs:.3g}, agreement {report.agreement:.2%}, "
                 f"{_bytes_under(model_files) / 1e6:.1f} MB)." + _worst_layers(backend, draft, model_dir, data,
                                                                                max_length, threads)
-                + " No artifact was written."
-            )
+                + " No artifact was written.", parity=report.as_dict(), structure=structure)
         config = json.loads((model_dir / "config.json").read_text())
         info = {
             "schema": SCHEMA_VERSION,

@@ -129,10 +129,12 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
                                          seed=config.seed, extra_info={"cache_key": key})
             except EdgeDistillError as exc:
                 log.warning("export %s: %s", name, exc)
-                entries[name] = {"status": "failed", "key": key, "error": str(exc)}
+                entries[name] = {"status": "failed", "key": key, "error": str(exc),
+                                 **{k: v for k in ("parity", "structure") if (v := getattr(exc, k, None))}}
                 continue
             entries[name] = {"status": "verified", "cached": False, "key": key, "files": artifact.info["files"],
-                             "parity": artifact.info["parity"]}
+                             "parity": artifact.info["parity"],
+                             **({"structure": artifact.info["structure"]} if "structure" in artifact.info else {})}
     return entries
 
 

@@ -65,7 +65,16 @@ class Backend(Protocol):
 
 
 class ParityError(EdgeDistillError):
-    """An artifact disagrees with the PyTorch model it came from beyond the target's tolerance."""
+    """An artifact disagrees with the PyTorch model it came from beyond the target's tolerance.
+
+    ``parity`` (the gate's numbers) and ``structure`` (what ``inspect`` read from the rejected file) let a
+    caller record a failure as precisely as a success."""
+
+    def __init__(self, message: str, parity: dict[str, Any] | None = None,
+                 structure: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.parity = parity
+        self.structure = structure
 
 
 class InputTooLongError(ModelError):

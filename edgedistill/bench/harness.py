@@ -170,6 +170,10 @@ def _measure(item: BenchItem, eval_file: Path, settings: BenchSettings, scratch:
         info = json.loads((item.path / "artifact.json").read_text()) if item.kind == "artifact" else None
         if info is not None:  # graph rewrites change the work done: reports say which artifacts carry one
             row["cls_only_last_layer"] = bool(info["target"].get("cls_only_last_layer", False))
+            structure = info.get("structure") or {}
+            for key in ("integer", "xnnpack"):  # what runs in int8, and where (edgedistill/quant_report.py)
+                if key in structure:
+                    row[key] = structure[key]
         row["size_bytes"] = _size_bytes(item, info)
         row["parameters"] = count_parameters(item.source or item.path)
     except (OSError, ValueError, KeyError) as exc:

@@ -85,6 +85,22 @@ def render_markdown(report: dict[str, Any]) -> str:
     if notes:
         lines += ["† No latency for these rows, by design: " + "; ".join(notes) + ". Their accuracy and "
                   "agreement come from that emulation, not from the device runtime.", ""]
+    integer_rows = [row for row in report["rows"] if row.get("integer")]
+    if integer_rows:
+        lines += ["## Integer coverage", "",
+                  "Matrix-multiply work at batch 1 x 128 tokens by the arithmetic it runs in: `int8` is int8 weights "
+                  "and int8 activations with scales fixed in the file (what an NPU runs); `dynamic-int8` quantizes "
+                  "activations at run time (CPU only). TFLite: ops LiteRT's XNNPACK delegate takes on this CPU.", "",
+                  "| model | int8 MACs | MACs by arithmetic | op types left in float | XNNPACK ops | not delegated |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for row in integer_rows:
+            integer, xnnpack = row["integer"], row.get("xnnpack") or {}
+            mix = ", ".join(f"{k} {100 * v:.1f}%" for k, v in integer["mac_fraction_by_arithmetic"].items())
+            delegated = f"{xnnpack['delegated_ops']}/{xnnpack['ops']}" if xnnpack else "–"
+            left = ", ".join(f"{k} x{v}" for k, v in (xnnpack.get("not_delegated") or {}).items()) or "–"
+            lines.append(f"| {row['name']} | {_pct(integer['int8_mac_fraction'])} | {mix} "
+                         f"| {', '.join(integer['float_op_types'])} | {delegated} | {left if xnnpack else '–'} |")
+        lines.append("")
     lines += ["## Host", "",
               f"- CPU: {host['cpu']} ({host['logical_cores']} logical cores), ISA: {', '.join(host['isa'])}",
               f"- OS: {host['os']}, Python {host['python']}; threads: {s['threads']}",
@@ -103,13 +119,14 @@ def _write_csv(report: dict[str, Any], path: Path) -> None:
     fields = ["name", "role", "backend", "precision", "status", "batch", "seq", "p50_ms", "p90_ms", "p99_ms",
               "mean_ms", "std_ms", "first_ms", "n", "throughput_per_s", "noisy", "bucket", "accuracy", "f1_macro",
               "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
-              "parameters", "peak_rss_mb", "load_s", "threads", "error"]
+              "parameters", "peak_rss_mb", "load_s", "threads", "int8_mac_fraction", "error"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in report["rows"]:
+            coverage = {"int8_mac_fraction": (row.get("integer") or {}).get("int8_mac_fraction")}
             for point in row.get("latency") or [{}]:
-                writer.writerow({**row, **point})
+                writer.writerow({**row, **coverage, **point})
 
 
 def compare_reports(a_path: Path, b_path: Path) -> str:
