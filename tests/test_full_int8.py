@@ -247,6 +247,10 @@ def test_coreml_w8a8_carries_activation_quantization_and_passes_on_the_emulator(
     assert ops["quantize"] >= 8 and ops["dequantize"] >= ops["quantize"]
     assert artifact.info["structure"]["compressed_weights"].get("constexpr_blockwise_shift_scale", 0) >= 8
     assert artifact.info["parity"]["passed"] and "emulated" in artifact.info["parity"]["runtime"]
+    integer = artifact.info["structure"]["integer"]
+    # Every linear whose weight is big enough to compress (the 2-row classifier is not); attention stays fp16.
+    assert integer["mac_fraction_by_arithmetic"]["int8"] > 0.5
+    assert "scaled_dot_product_attention" in integer["float_op_types"]
 
 
 def test_qat_wrappers_cover_every_linear_and_strip_back(tiny_student_dir):

@@ -123,6 +123,8 @@ class CoreMLBackend:
         if problems:
             raise ExportError(f"target {target.name}: the Core ML package is not what was asked for: "
                               + "; ".join(problems))
+        if target.precision.startswith("int8"):
+            structure["integer"] = integer_coverage(model_files[0], _options(target)["buckets"][-1])
         return structure
 
     @staticmethod
@@ -244,6 +246,45 @@ def _quantize_activations(mlmodel: Any, model_dir: Path, options: dict[str, Any]
             return cto.linear_quantize_activations(mlmodel, config, samples)
     except (ValueError, RuntimeError) as exc:
         raise ExportError(f"coremltools could not quantize the activations to int8: {exc}") from None
+
+
+INT8_WEIGHT_OPS = ("constexpr_blockwise_shift_scale", "constexpr_affine_dequantize")
+
+
+def integer_coverage(package: Path, longest: int) -> dict[str, Any]:
+    """Share of matrix-multiply MACs whose activations come from an int8 ``dequantize`` and whose weights are
+    int8 constants, at batch 1 x 128 tokens (or the longest bucket), from one emulated run's shapes."""
+    from edgedistill.backends.mil_emulator import MILEmulator
+    from edgedistill.quant_report import COVERAGE_SEQ, MatmulWork, coverage
+
+    emulator = MILEmulator(package)
+    seq = min(COVERAGE_SEQ, longest)
+    shapes: dict[str, tuple[int, ...]] = {}
+    producer = dict(emulator.constant_ops)
+    for op_type, _, _, outputs in emulator.steps:
+        producer.update({name: op_type for name, _ in outputs})
+    ones = np.ones((1, seq), dtype=np.int32)
+    emulator.run({"input_ids": ones, "attention_mask": ones}, lambda name, value: shapes.__setitem__(name, value.shape))
+    shapes.update({name: np.shape(value) for name, value in emulator.constants.items()})
+    work, float_ops = [], set()
+    for op_type, _, bindings, outputs in emulator.steps:
+        if op_type == "linear":
+            x, w = shapes[bindings["x"]], shapes[bindings["weight"]]
+            integer = producer.get(bindings["x"]) == "dequantize" and producer.get(bindings["weight"]) in INT8_WEIGHT_OPS
+            work.append(MatmulWork(op_type, int(np.prod(x[:-1])) * w[0] * w[1], "int8" if integer else "float"))
+            if integer:
+                continue
+        elif op_type == "matmul":
+            x = shapes[bindings["x"]]
+            transposed = "transpose_x" in bindings and bool(emulator.constants.get(bindings["transpose_x"], False))
+            inner = x[-2] if transposed else x[-1]
+            work.append(MatmulWork(op_type, int(np.prod(shapes[outputs[0][0]])) * int(inner), "float"))
+        elif op_type == "scaled_dot_product_attention":
+            q, k = shapes[bindings["query"]], shapes[bindings["key"]]
+            work.append(MatmulWork(op_type, 2 * int(np.prod(q)) * int(k[-2]), "float"))  # Q.K^T and P.V
+        if op_type not in ("quantize", "dequantize"):
+            float_ops.add(op_type)
+    return coverage(work, float_ops, {"shape": [1, seq], "note": "op shapes from one emulated run"})
 
 
 def coreml_runtime_available() -> bool:

@@ -274,13 +274,16 @@ class MILEmulator:
         self.input_names = list(function.inputs)
         self.output_names = [v.name for v in function.outputs]
         self.constants: dict[str, np.ndarray] = {}
+        self.constant_ops: dict[str, str] = {}  # constant name -> the op that made it (const, constexpr_...)
         self.steps: list[tuple[str, Rule, dict[str, Any], list[tuple[str, Any]]]] = []
         unsupported: set[str] = set()
         for op in function.operations:
             if op.op_type == "const":
                 self.constants[op.outputs[0].name] = np.asarray(op.outputs[0].val)
+                self.constant_ops[op.outputs[0].name] = op.op_type
             elif op.op_type.startswith("constexpr_"):  # compressed weights: coremltools' own decompression
                 self.constants[op.outputs[0].name] = np.asarray(op.materialized_val_inference())
+                self.constant_ops[op.outputs[0].name] = op.op_type
             elif op.op_type not in _RULES:
                 unsupported.add(op.op_type)
             else:
