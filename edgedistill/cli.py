@@ -305,18 +305,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "transformers' Trainer. Writes <workdir>/teacher/ (save_pretrained folder, metrics.json,\n"
                    "teacher.log). A second run with identical inputs reuses it (content-hash cache).")
     teacher.add_argument("--force", action="store_true", help="rebuild even when the cache is valid")
-    distill = verb("distill", cmd_distill, "distil a DistilBERT-style student (and a no-teacher baseline)",
+    distill = verb("distill", cmd_distill, "distil a DistilBERT-style student (its QAT twin, a no-teacher baseline)",
                    "Builds a DistilBertForSequenceClassification from the teacher (embeddings and every\n"
                    "other layer copied, as in the DistilBERT paper) and trains it with transformers' Trainer on\n"
                    "  alpha_kd * T^2 * KL(teacher || student at temperature T) + alpha_ce * CE(labels)\n"
                    "  + alpha_cos * (1 - cos(student hidden, teacher hidden)),\n"
-                   "then trains the same student on labels alone as the baseline. Runs the teacher stage\n"
-                   "first (cached). Writes <workdir>/student/ and <workdir>/baseline/ (save_pretrained\n"
-                   "folders with metrics.json). Settings: the distill section of `edgedistill config`.\n"
+                   "then trains it on under int8 fake quantization (quantization-aware distillation, the\n"
+                   "QAT student: distill.qat), then trains the same student on labels alone as the baseline.\n"
+                   "Runs the teacher stage first (cached). Writes <workdir>/student/, <workdir>/qat/ and\n"
+                   "<workdir>/baseline/ (save_pretrained folders with metrics.json). Settings: the distill\n"
+                   "section of `edgedistill config`.\n"
                    "Multi-process: torchrun --nproc_per_node=N -m edgedistill distill ... (or accelerate launch).")
     distill.add_argument("--force", action="store_true", help="retrain even when the cache is valid")
     run = verb("run", cmd_run, "the whole pipeline: teacher to verified artifacts and a report",
-               "teacher -> distill (student + baseline) -> export every model in export_models to every\n"
+               "teacher -> distill (student, QAT student, baseline) -> export every model in export_models to every\n"
                "target (each verified before it is written; a failed gate is reported, not fatal) ->\n"
                "bench -> report. Each stage is keyed by the content hash of its inputs: a finished stage\n"
                "is skipped and says so; a killed distillation resumes from its last checkpoint.\n"

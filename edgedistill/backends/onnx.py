@@ -1,14 +1,17 @@
 """ONNX backend: optimum-onnx exports, ONNX Runtime optimizes, quantizes and runs.
 
-Precisions and options (``target.options``):
+Precisions and options (``target.options``, typed in :mod:`edgedistill.target_options`):
 
 * ``fp32`` — optimum's ONNX exporter (``onnx_export_from_model``): dynamic batch and sequence axes.
 * ``fp16`` — ``onnxruntime.transformers.float16`` with float32 inputs/outputs kept. On the CPU
   provider it is a size win, not a speed win (it is a GPU / NPU format).
 * ``int8-dynamic`` — ``ORTQuantizer`` with the host's ``AutoQuantizationConfig`` (avx512_vnni, avx2 or
   arm64), ``per_channel`` option (default false).
-* ``int8-static`` — ``ORTQuantizer`` calibrated on real task text; ``calibration``: minmax (default),
-  percentile or entropy.
+* ``int8-static`` — full integer, the format accelerators run: onnxruntime's ``quantize_static`` in QDQ
+  format, calibrated on real task text (``calibration``: minmax, percentile or entropy), per-channel int8
+  weights, int8 activations (``activations``, ``symmetric_activations``) on the op types in
+  ``quantize_ops`` (default MatMul and Gemm: every matrix multiply); every other op stays float, and
+  ``int16_ops`` gives chosen op types 16-bit activations. ``artifact.json`` records the integer coverage.
 * ``fused: true`` (any precision) — ``ORTOptimizer`` level-2 graph fusion (attention, GELU,
   LayerNorm) first. ORTQuantizer cannot shape-infer a fused graph, so fused int8-dynamic uses
   ``onnxruntime.quantization.quantize_dynamic`` directly; fused int8-static is not offered.
@@ -221,9 +224,9 @@ class OnnxBackend:
             def get_next(self) -> dict[str, np.ndarray] | None:
                 return next(self.feeds, None)
 
-        int16 = QuantType.QInt16
-        overrides = {name: [{"quant_type": int16}] for node in graph.node if node.op_type in options.int16_ops
-                     for name in node.input if name and name not in _initializer_names(graph)}
+        weights = {init.name for init in graph.initializer}
+        overrides = {name: [{"quant_type": QuantType.QInt16}] for node in graph.node
+                     if node.op_type in options.int16_ops for name in node.input if name and name not in weights}
         method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                   "entropy": CalibrationMethod.Entropy}[options.calibration]
         try:
@@ -238,10 +241,6 @@ class OnnxBackend:
         except ValueError as exc:  # a calibrator refusing a tensor's value range
             raise ExportError(f"{options.calibration} calibration failed on {len(calibration.texts)} sentences "
                               f"({exc}); try calibration: minmax, or fewer quantize_ops") from None
-
-
-def _initializer_names(graph: Any) -> set[str]:
-    return {init.name for init in graph.initializer}
 
 
 BACKEND = OnnxBackend()

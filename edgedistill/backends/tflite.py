@@ -10,13 +10,16 @@ Precisions (``target.precision``) via ai-edge-quantizer, after an fp32 conversio
 * ``fp32``; ``fp16`` — weights cast to float16 (weight-only ``float_casting``);
 * ``int8-dynamic`` — ``dynamic_wi8_afp32``: int8 channel-wise weights, activations quantized at run time;
 * ``int8-weights`` — ``weight_only_wi8_afp32``: int8 weights dequantized before float compute;
-* ``int8-static`` — ``static_wi8_ai8`` calibrated on real task text, plus a weight-only int8 rule for
-  ``EMBEDDING_LOOKUP`` so the embedding table is int8 too; int8 logits are dequantized with the
-  output tensor's scale and zero point.
+* ``int8-static`` — full integer: ai-edge-quantizer static configs (int8 channel-wise weights, int8
+  activations calibrated on real task text) on the op types in ``quantize_ops`` (default
+  ``FULLY_CONNECTED``: XNNPACK runs int8 fully-connected layers but not int8 batch-matmuls), 16-bit
+  activations for ``int16_ops``, and a weight-only int8 rule for ``EMBEDDING_LOOKUP``
+  (``int8_embeddings``); every other op stays float. Integer logits are dequantized with the output
+  tensor's scale and zero point. ``artifact.json`` records the integer coverage and the ops XNNPACK takes.
 
-Options: ``buckets`` (list of sequence lengths), ``batch`` (rows per signature, default 1; larger
-batches run as several invocations), ``overflow`` (``truncate``, the default, with a warning, or
-``refuse``).
+Options (typed in :mod:`edgedistill.target_options`): ``buckets`` (list of sequence lengths), ``batch``
+(rows per signature, default 1; larger batches run as several invocations), ``overflow`` (``truncate``,
+the default, with a warning, or ``refuse``).
 """
 
 from __future__ import annotations

@@ -114,6 +114,29 @@ def _layer_pairs(config: Config, student_layers: int, teacher_layers: int) -> li
     return [(k + 1, round((k + 1) * stride)) for k in range(student_layers)]
 
 
+def _initial_student(config: Config, role: str, teacher: Any, data: TaskData, init_dir: Path | None
+                     ) -> tuple[Any, list[int] | None, str]:
+    """The model training starts from, its layer map, and a phrase saying where it came from."""
+    from edgedistill.distill.student import build_student
+
+    d = config.distill
+    if role == "qat":
+        from edgedistill.distill.qat import prepare_qat
+
+        student = prepare_qat(load_classifier(init_dir))
+        layer_map = getattr(student.config, "edgedistill", {}).get("layer_map")
+        return student, layer_map, f"the distilled student {init_dir}, int8 fake quantization on every linear layer"
+    if d.student:
+        source = resolve_model(d.student)
+        load_model_config(source)
+        student = load_classifier(
+            source.location, local_files_only=source.is_local, num_labels=len(data.label_names),
+            id2label=teacher.config.id2label, label2id=teacher.config.label2id, ignore_mismatched_sizes=True)
+        return student, None, f"checkpoint {d.student}"
+    student, layer_map = build_student(teacher, d.layers, d.layer_map, d.hidden_size)
+    return student, layer_map, f"teacher layers {layer_map}" if layer_map else "random (narrower than the teacher)"
+
+
 def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Path, checkpoints: Path,
            init_dir: Path | None = None) -> dict[str, Any]:
     """Train one student. Checkpoints go to ``checkpoints`` (named by the cache key, outside the
@@ -125,7 +148,7 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     from transformers.trainer_utils import get_last_checkpoint
 
     from edgedistill.distill.losses import LossWeights
-    from edgedistill.distill.student import build_student, hidden_size_of, num_layers_of
+    from edgedistill.distill.student import hidden_size_of, num_layers_of
     from edgedistill.distill.trainer import DistillationTrainer, StudentWithProjection
     from edgedistill.training import (
         LogToFileCallback,
@@ -140,24 +163,9 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = load_classifier(teacher_dir)
     teacher.eval()
-    layer_map = None
+    student, layer_map, init = _initial_student(config, role, teacher, data, init_dir)
     if role == "qat":
-        from edgedistill.distill.qat import prepare_qat
-
-        student = prepare_qat(load_classifier(init_dir))
-        layer_map = student.config.edgedistill.get("layer_map") if hasattr(student.config, "edgedistill") else None
-        init = f"the distilled student {init_dir}, int8 fake quantization on every linear layer"
         d = d.model_copy(update={"epochs": d.qat.epochs, "learning_rate": d.qat.learning_rate})
-    elif d.student:
-        source = resolve_model(d.student)
-        load_model_config(source)
-        student = load_classifier(
-            source.location, local_files_only=source.is_local, num_labels=len(data.label_names),
-            id2label=teacher.config.id2label, label2id=teacher.config.label2id, ignore_mismatched_sizes=True)
-        init = f"checkpoint {d.student}"
-    else:
-        student, layer_map = build_student(teacher, d.layers, d.layer_map, d.hidden_size)
-        init = f"teacher layers {layer_map}" if layer_map else "random (narrower than the teacher)"
     weights = LossWeights(**_weights(config, role))
     s_layers, t_layers = num_layers_of(student), teacher.config.num_hidden_layers
     pairs = _layer_pairs(config, s_layers, t_layers) if weights.alpha_cos else []
