@@ -96,7 +96,8 @@ class OnnxOptions(_Options):
 class TFLiteOptions(_Options):
     """TFLite: sequence buckets, and the full-integer recipe of int8-static (ai-edge-quantizer)."""
 
-    STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"quantize_ops", "int16_ops", "int8_embeddings"})
+    STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"quantize_ops", "int16_ops", "symmetric_ops",
+                                                       "int8_embeddings"})
 
     buckets: list[int] = Field(default_factory=lambda: [32, 64, 128])
     batch: int = Field(1, ge=1)
@@ -105,6 +106,9 @@ class TFLiteOptions(_Options):
     quantize_ops: list[str] = Field(default_factory=lambda: ["FULLY_CONNECTED", "BATCH_MATMUL"])
     # Op types among quantize_ops given 16-bit activations (a16w8) instead.
     int16_ops: list[str] = Field(default_factory=list)
+    # Op types among quantize_ops whose int8 activations are symmetric (zero point 0) instead of
+    # ai-edge-quantizer's asymmetric default: XNNPACK runs int8 BATCH_MATMUL only on symmetric inputs.
+    symmetric_ops: list[str] = Field(default_factory=list)
     # The embedding table as int8 weights (weight-only: the lookup's output is float).
     int8_embeddings: bool = True
 
@@ -116,17 +120,22 @@ class TFLiteOptions(_Options):
             raise ValueError(f"buckets must be distinct lengths >= 2, got {buckets}")
         return buckets
 
-    @field_validator("quantize_ops", "int16_ops")
+    @field_validator("quantize_ops", "int16_ops", "symmetric_ops")
     @classmethod
     def _ops(cls, ops: list[str], info: Any) -> list[str]:
         return _known_ops(ops, TFLITE_QUANTIZABLE_OPS, info.field_name)
 
     def check_precision(self, precision: str) -> None:
         super().check_precision(precision)
-        stray = sorted(set(self.int16_ops) - set(self.quantize_ops))
-        if stray:
-            raise ValueError(f"int16_ops {stray} are not in quantize_ops {self.quantize_ops}: an op left in "
-                             "float cannot have 16-bit activations")
+        for key in ("int16_ops", "symmetric_ops"):
+            stray = sorted(set(getattr(self, key)) - set(self.quantize_ops))
+            if stray:
+                raise ValueError(f"{key} {stray} are not in quantize_ops {self.quantize_ops}: an op left in "
+                                 "float has no integer activations to choose for")
+        both = sorted(set(self.int16_ops) & set(self.symmetric_ops))
+        if both:
+            raise ValueError(f"{both} in both int16_ops and symmetric_ops: 16-bit activations are always symmetric; "
+                             "symmetric_ops is for int8")
 
 
 _MODELS: dict[str, type[_Options]] = {"onnx": OnnxOptions, "tflite": TFLiteOptions}

@@ -72,10 +72,17 @@ def test_tflite_full_integer_fully_connected_ops_are_int8_by_int8(artifacts):
     assert info["xnnpack"]["not_delegated"].get("FULLY_CONNECTED", 0) == 0
 
 
-def test_int8_batch_matmul_is_reported_outside_xnnpack(artifacts):
-    info = artifacts["tflite-int8-static-fc-bmm"].info["structure"]
+def test_xnnpack_takes_int8_batch_matmul_only_with_symmetric_activations(artifacts, tiny_student_dir, data, tmp_path):
+    symmetric = artifacts["tflite-int8-static-fc-bmm"].info["structure"]
+    assert symmetric["integer"]["int8_mac_fraction"] == 1.0
+    assert "BATCH_MATMUL" not in symmetric["xnnpack"]["not_delegated"]
+    profile = load_target("tflite-int8-static-fc-bmm")
+    asymmetric = TargetConfig.model_validate({**profile.model_dump(), "name": "asym",
+                                              "options": {**profile.options, "symmetric_ops": []}})
+    info = export_target(tiny_student_dir, asymmetric, data, tmp_path / "a", max_length=32, threads=1,
+                         calibration_samples=64, seed=0).info["structure"]
     assert info["integer"]["int8_mac_fraction"] == 1.0
-    assert info["xnnpack"]["not_delegated"].get("BATCH_MATMUL", 0) >= 1
+    assert info["xnnpack"]["not_delegated"].get("BATCH_MATMUL", 0) >= 1  # left to LiteRT's reference kernels
 
 
 def test_full_integer_gate_is_the_strict_one(artifacts):
@@ -185,6 +192,9 @@ def test_layer_errors_refuse_a_dynamic_artifact(tiny_student_dir, data, tmp_path
      "int16_ops set on a int8-dynamic target.*need precision int8-static"),
     ({"backend": "tflite", "precision": "int8-static", "options": {"int16_ops": ["SOFTMAX"]}},
      r"int16_ops \['SOFTMAX'\] are not in quantize_ops"),
+    ({"backend": "tflite", "precision": "int8-static",
+      "options": {"quantize_ops": ["BATCH_MATMUL"], "int16_ops": ["BATCH_MATMUL"], "symmetric_ops": ["BATCH_MATMUL"]}},
+     "in both int16_ops and symmetric_ops"),
     ({"backend": "tflite", "precision": "fp32", "options": {"quantize_ops": ["FULLY_CONNECTED"]}},
      "quantize_ops set on a fp32 target"),
     ({"backend": "onnx", "precision": "int8-static", "options": {"fused": True}},

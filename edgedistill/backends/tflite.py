@@ -12,9 +12,9 @@ Precisions (``target.precision``) via ai-edge-quantizer, after an fp32 conversio
 * ``int8-weights`` — ``weight_only_wi8_afp32``: int8 weights dequantized before float compute;
 * ``int8-static`` — full integer: ai-edge-quantizer static configs (int8 channel-wise weights, int8
   activations calibrated on real task text) on the op types in ``quantize_ops`` (default
-  ``FULLY_CONNECTED``: XNNPACK runs int8 fully-connected layers but not int8 batch-matmuls), 16-bit
-  activations for ``int16_ops``, and a weight-only int8 rule for ``EMBEDDING_LOOKUP``
-  (``int8_embeddings``); every other op stays float. Integer logits are dequantized with the output
+  ``FULLY_CONNECTED``), 16-bit activations for ``int16_ops``, symmetric int8 activations for
+  ``symmetric_ops`` (XNNPACK runs int8 ``BATCH_MATMUL`` only with symmetric inputs), and a weight-only
+  int8 rule for ``EMBEDDING_LOOKUP`` (``int8_embeddings``); every other op stays float. Integer logits are dequantized with the output
   tensor's scale and zero point. ``artifact.json`` records the integer coverage and the ops XNNPACK takes.
 
 Options (typed in :mod:`edgedistill.target_options`): ``buckets`` (list of sequence lengths), ``batch``
@@ -283,14 +283,28 @@ class TFLiteBackend:
             qt.load_quantization_recipe(recipe.weight_only_wi8_afp32())
         else:
             for op in options.quantize_ops:  # int8 weights and activations on these; every other op stays float
-                qt.add_static_config(regex=".*", operation_name=TFLOperationName(op), weight_num_bits=8,
-                                     activation_num_bits=16 if op in options.int16_ops else 8)
+                if op in options.symmetric_ops:
+                    qt.update_quantization_recipe(regex=".*", operation_name=TFLOperationName(op),
+                                                  op_config=_symmetric_int8())
+                else:
+                    qt.add_static_config(regex=".*", operation_name=TFLOperationName(op), weight_num_bits=8,
+                                         activation_num_bits=16 if op in options.int16_ops else 8)
             if options.int8_embeddings:
                 qt.add_weight_only_config(regex=".*", operation_name=TFLOperationName.EMBEDDING_LOOKUP, num_bits=8)
         result = None
         if qt.need_calibration:
             result = qt.calibrate(_calibration_data(model_dir, options, calibration), num_threads=1)
         qt.quantize(result, enable_progress_report=False).export_model(str(final), overwrite=True)
+
+
+def _symmetric_int8() -> Any:
+    """ai-edge-quantizer's static int8 op config with symmetric activations (its default is asymmetric)."""
+    from ai_edge_quantizer import qtyping
+
+    return qtyping.OpQuantizationConfig(
+        activation_tensor_config=qtyping.TensorQuantizationConfig(num_bits=8, symmetric=True),
+        weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=8, symmetric=True),
+        compute_precision=qtyping.ComputePrecision.INTEGER, explicit_dequantize=False)
 
 
 def _calibration_data(model_dir: Path, options: TFLiteOptions, calibration: Calibration
