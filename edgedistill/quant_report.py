@@ -41,9 +41,8 @@ class SqnrAccumulator:
     def db(self) -> float:
         if self.noise == 0.0:
             return math.inf
-        if self.signal == 0.0:
-            return -math.inf
-        return 10.0 * math.log10(self.signal / self.noise)
+        ratio = self.signal / self.noise  # 0 for a zero signal, or against an overflowing (inf) noise
+        return 10.0 * math.log10(ratio) if ratio > 0 else -math.inf
 
 
 @dataclass

@@ -203,16 +203,21 @@ class OnnxBackend:
                                               quantize_static)
         from transformers import AutoTokenizer
 
-        from edgedistill.verify import padded_batches
-
         if calibration is None or not calibration.texts:
             raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
                               "(data.calibration_samples, and a non-empty train split)")
         graph = onnx.load(str(model), load_external_data=False).graph
         graph_inputs = {i.name for i in graph.input}
-        batches = [{k: v for k, v in (("input_ids", ids), ("attention_mask", mask)) if k in graph_inputs}
-                   for ids, mask in padded_batches(calibration.texts, AutoTokenizer.from_pretrained(model_dir),
-                                                   calibration.max_length, options.calibration_samples_per_batch)]
+        # Every batch padded to max_length: the histogram calibrators stack each tensor's batches, so all
+        # batches need one shape (batches padded to their own longest row made them abort).
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        batches = []
+        for start in range(0, len(calibration.texts), options.calibration_samples_per_batch):
+            encoded = tokenizer(calibration.texts[start:start + options.calibration_samples_per_batch],
+                                padding="max_length", truncation=True, max_length=calibration.max_length,
+                                return_tensors="np", return_token_type_ids=False)
+            batches.append({k: encoded[k].astype(np.int64) for k in ("input_ids", "attention_mask")
+                            if k in graph_inputs})
         if "token_type_ids" in graph_inputs:
             for feed in batches:
                 feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
@@ -229,15 +234,20 @@ class OnnxBackend:
                      if node.op_type in options.int16_ops for name in node.input if name and name not in weights}
         method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                   "entropy": CalibrationMethod.Entropy}[options.calibration]
+        matmuls = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")]
+        kept_float = matmuls[-2:] if options.float_head else []  # graph order: the head comes last
         try:
             quantize_static(
                 str(model), str(final), Reader(), quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(options.quantize_ops), per_channel=options.per_channel is not False,
+                op_types_to_quantize=list(options.quantize_ops), nodes_to_exclude=kept_float,
+                per_channel=options.per_channel is not False,
                 activation_type=QuantType.QInt8 if options.activations == "int8" else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=method,
                 extra_options={"ActivationSymmetric": options.symmetric_activations, "WeightSymmetric": True,
                                "CalibPercentile": options.percentile, "TensorQuantOverrides": overrides,
-                               "UseQDQContribOps": bool(overrides)})
+                               "UseQDQContribOps": bool(overrides),
+                               "OpTypesToExcludeOutputQuantization": [] if options.quantize_outputs
+                               else list(options.quantize_ops)})
         except ValueError as exc:  # a calibrator refusing a tensor's value range
             raise ExportError(f"{options.calibration} calibration failed on {len(calibration.texts)} sentences "
                               f"({exc}); try calibration: minmax, or fewer quantize_ops") from None

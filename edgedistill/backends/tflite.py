@@ -25,6 +25,7 @@ the default, with a warning, or ``refuse``).
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -289,6 +290,13 @@ class TFLiteBackend:
                 else:
                     qt.add_static_config(regex=".*", operation_name=TFLOperationName(op), weight_num_bits=8,
                                          activation_num_bits=16 if op in options.int16_ops else 8)
+            if options.float_head:  # the latest matching config wins in ai-edge-quantizer
+                from edgedistill.backends.tflite_quant import head_scopes
+
+                for scope in head_scopes(fp32):
+                    qt.update_quantization_recipe(regex=f"^{re.escape(scope)}$",
+                                                  operation_name=TFLOperationName.FULLY_CONNECTED,
+                                                  algorithm_key=AlgorithmName.NO_QUANTIZE)
             if options.int8_embeddings:
                 qt.add_weight_only_config(regex=".*", operation_name=TFLOperationName.EMBEDDING_LOOKUP, num_bits=8)
         result = None

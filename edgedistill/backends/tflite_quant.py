@@ -60,6 +60,21 @@ class FlatModel:
         return {_name(t): i for i, t in enumerate(self.tensors)}
 
 
+def head_scopes(model_path: Path) -> set[str]:
+    """ai-edge-quantizer's scope names (output tensor names) of every signature's last two FULLY_CONNECTED ops:
+    a BERT-family classification head (pre-classifier or pooler dense, then the classifier)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils
+
+    model = tfl_flatbuffer_utils.read_model(Path(model_path))
+    names = _op_names()
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    scopes = set()
+    for subgraph in model.subgraphs:
+        fcs = [op for op in subgraph.operators if names.get(codes[op.opcodeIndex]) == "FULLY_CONNECTED"]
+        scopes.update(tfl_flatbuffer_utils.get_op_scope(op, subgraph.tensors) for op in fcs[-2:])
+    return scopes
+
+
 def coverage_signature(signatures: Iterable[str]) -> str:
     """The bucket integer coverage is counted on: 128 tokens, else the largest bucket."""
     buckets = sorted(int(s[4:]) for s in signatures if s.startswith("seq_"))
