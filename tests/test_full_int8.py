@@ -91,12 +91,27 @@ def test_full_integer_gate_is_the_strict_one(artifacts):
     assert parity["passed"] and parity["max_abs"] > 1e-5  # really quantized
 
 
+def _activation_scales(path: Path) -> dict[str, float]:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    return {n.input[0]: float(numpy_helper.to_array(inits[n.input[1]])) for n in model.graph.node
+            if n.op_type == "QuantizeLinear"}
+
+
 @pytest.mark.parametrize("calibration", ["percentile", "entropy"])
-def test_histogram_calibrators_run_to_completion(tiny_student_dir, data, tmp_path, calibration):
+def test_histogram_calibrators_run_to_completion_with_their_own_ranges(artifacts, tiny_student_dir, data, tmp_path,
+                                                                       calibration):
     artifact = export_target(tiny_student_dir, load_target(f"onnx-int8-static-{calibration}"), data, tmp_path / "a",
                              max_length=32, threads=1, calibration_samples=64, seed=0)
     assert artifact.info["parity"]["passed"]
     assert artifact.info["target"]["options"]["calibration"] == calibration
+    minmax = _activation_scales(artifacts["onnx-int8-static"].path / "model.onnx")
+    own = _activation_scales(artifact.path / "model.onnx")
+    assert own.keys() == minmax.keys()
+    assert sum(abs(own[k] - minmax[k]) > 1e-3 * minmax[k] for k in own) >= len(own) // 2  # not MinMax in disguise
 
 
 def _damage_onnx(path: Path, out: Path, tensor_fragment: str) -> str:
