@@ -120,7 +120,8 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
                 if existing.info.get("cache_key") == key and not check_files(existing):
                     log.info("export %s: cache hit", name)
                     entries[name] = {"status": "verified", "cached": True, "key": key,
-                                     "files": existing.info["files"]}
+                                     **{k: existing.info[k] for k in ("files", "parity", "structure")
+                                        if k in existing.info}}
                     continue
             try:
                 artifact = export_target(model_dir, target, data, out, max_length=config.data.max_length,

@@ -49,7 +49,10 @@ DEFAULT_BUCKETS = (32, 64, 128)
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18")
 _OPTIONS = {"buckets", "shapes", "compute_units", "deployment_target", "weight_threshold", "overflow",
-            "palette_group_size"}
+            "palette_group_size", "activation_ops", "activation_mode"}
+# Op types coremltools' activation quantization can surround with quantize/dequantize pairs.
+ACTIVATION_OPS = ("linear", "add", "conv", "avg_pool", "max_pool")
+ACTIVATION_MODES = ("linear", "linear_symmetric")
 EMULATION_NOTE = ("Core ML numerics emulated on Linux by a numpy interpreter of the saved ML Program; "
                   "Core ML latency needs macOS")
 
@@ -83,8 +86,18 @@ def _options(target: TargetConfig) -> dict[str, Any]:
     if group is not None and (int(group) < 1 or resolved["deployment_target"] != "iOS18"):
         raise ConfigError(f"target {target.name}: palette_group_size must be >= 1 and needs deployment_target "
                           f"iOS18 (one look-up table per group of output channels), got {group}")
+    activation_ops = list(options.get("activation_ops", ["linear"]))
+    unknown = sorted(set(activation_ops) - set(ACTIVATION_OPS))
+    mode = options.get("activation_mode", "linear")
+    if unknown or mode not in ACTIVATION_MODES:
+        raise ConfigError(f"target {target.name}: activation_ops must be among {', '.join(ACTIVATION_OPS)} (got "
+                          f"{unknown or activation_ops}) and activation_mode one of {', '.join(ACTIVATION_MODES)}")
+    if target.precision != "int8-static" and ("activation_ops" in options or "activation_mode" in options):
+        raise ConfigError(f"target {target.name}: activation_ops / activation_mode quantize activations; they need "
+                          f"precision int8-static, not {target.precision}")
     return {**resolved, "buckets": buckets, "weight_threshold": threshold,
-            "palette_group_size": None if group is None else int(group)}
+            "palette_group_size": None if group is None else int(group),
+            "activation_ops": activation_ops, "activation_mode": mode}
 
 
 class CoreMLBackend:
@@ -239,7 +252,9 @@ def _quantize_activations(mlmodel: Any, model_dir: Path, options: dict[str, Any]
         emulator = MILEmulator(package)
         for sample in samples:
             emulator.run(sample, observe)
-    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+    config = cto.OptimizationConfig(op_type_configs={
+        op: cto.OpLinearQuantizerConfig(mode=options["activation_mode"]) if op in options["activation_ops"] else None
+        for op in ACTIVATION_OPS})
     stats_function = "coremltools.optimize.coreml._post_training_quantization._get_activation_calibration_stats"
     try:
         with mock.patch(stats_function, lambda *_args, **_kwargs: ranges):
