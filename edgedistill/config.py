@@ -151,7 +151,7 @@ class TargetConfig(_Section):
 
 
 DEFAULT_TARGETS = (
-    "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-fused-int8-dynamic",
+    "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-fused-int8-dynamic", "onnx-int8-static",
     "tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights",
     "coreml-fp16", "coreml-int8-weights", "coreml-palettize-6",
 )

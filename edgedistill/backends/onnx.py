@@ -9,9 +9,11 @@ Precisions and options (``target.options``, typed in :mod:`edgedistill.target_op
   arm64), ``per_channel`` option (default false).
 * ``int8-static`` — full integer, the format accelerators run: onnxruntime's ``quantize_static`` in QDQ
   format, calibrated on real task text (``calibration``: minmax, percentile or entropy), per-channel int8
-  weights, int8 activations (``activations``, ``symmetric_activations``) on the op types in
-  ``quantize_ops`` (default MatMul and Gemm: every matrix multiply); every other op stays float, and
-  ``int16_ops`` gives chosen op types 16-bit activations. ``artifact.json`` records the integer coverage.
+  weights and 8-bit activations (``activations``: uint8 by default, ``symmetric_activations``) on the op
+  types in ``quantize_ops`` (default MatMul and Gemm: every matrix multiply), their outputs float unless
+  ``quantize_outputs``; every other op stays float, ``int16_ops`` gives chosen op types 16-bit
+  activations and ``float_head`` keeps the classification head float. ``artifact.json`` records the
+  integer coverage.
 * ``fused: true`` (any precision) — ``ORTOptimizer`` level-2 graph fusion (attention, GELU,
   LayerNorm) first. ORTQuantizer cannot shape-infer a fused graph, so fused int8-dynamic uses
   ``onnxruntime.quantization.quantize_dynamic`` directly; fused int8-static is not offered.
@@ -193,10 +195,9 @@ class OnnxBackend:
                          options: OnnxOptions) -> None:
         """Full-integer QDQ with ONNX Runtime's ``quantize_static``, calibrated on real task text.
 
-        Only ``quantize_ops`` get QuantizeLinear/DequantizeLinear pairs (by default the matrix multiplies:
-        ONNX Runtime then runs them as integer GEMMs); everything else stays float. Calibration never sees
-        the attention mask's ``finfo.min`` fill, which is what made the histogram calibrators abort when
-        every op type was quantized.
+        Only the inputs of ``quantize_ops`` get QuantizeLinear/DequantizeLinear pairs (by default the matrix
+        multiplies, which ONNX Runtime then runs as integer GEMMs returning float); everything else stays
+        float, so calibration never sees the attention mask's ``finfo.min`` fill.
         """
         import onnx
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
