@@ -215,11 +215,13 @@ def test_cached_teacher_logits_and_narrow_student(tmp_path, distilled, toy_data_
     config, _ = distilled
     teacher_dir = Path(config.workdir) / "teacher"
     cached = distill_config(tmp_path / "a", teacher_dir, toy_data_dir, **{
-        "distill.alpha_cos": 0, "distill.cache_teacher_logits": True, "distill.baseline": False})
+        "distill.alpha_cos": 0, "distill.cache_teacher_logits": True, "distill.baseline": False,
+        "distill.qat.enabled": False})
     (result,) = run_distill(cached)
     assert result.metrics["eval_accuracy"] >= 0.7
     narrow = distill_config(tmp_path / "b", teacher_dir, toy_data_dir, **{
-        "distill.hidden_size": 16, "distill.baseline": False, "distill.align": "uniform"})
+        "distill.hidden_size": 16, "distill.baseline": False, "distill.align": "uniform",
+        "distill.qat.enabled": False})
     (result,) = run_distill(narrow)
     assert result.metrics["hidden_size"] == 16 and result.metrics["layer_map"] is None
 
@@ -259,7 +261,7 @@ def test_killed_distillation_resumes_from_its_checkpoint(tmp_path, distilled, to
     config, _ = distilled
     teacher_dir = Path(config.workdir) / "teacher"
     resumable = distill_config(tmp_path, teacher_dir, toy_data_dir, **{
-        "distill.baseline": False, "distill.save_steps": 4, "distill.epochs": 2})
+        "distill.baseline": False, "distill.qat.enabled": False, "distill.save_steps": 4, "distill.epochs": 2})
 
     class Kill(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):

