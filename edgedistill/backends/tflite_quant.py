@@ -29,6 +29,13 @@ def _op_names() -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
+def _op_types(model: Any) -> list[str]:
+    """The builtin op name of each operator code of a flatbuffer model, by code index."""
+    names = _op_names()
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    return [names.get(code, str(code)) for code in codes]
+
+
 def _name(tensor: Any) -> str:
     return tensor.name.decode("utf-8") if isinstance(tensor.name, bytes) else str(tensor.name)
 
@@ -46,10 +53,9 @@ class FlatModel:
             raise KeyError(f"{path} has no signature {signature!r} (it has {', '.join(keys)})")
         self.subgraph_index = keys[signature]
         self.subgraph = self.model.subgraphs[self.subgraph_index]
-        names = _op_names()
-        codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in self.model.operatorCodes]
-        self.ops = [(names.get(codes[op.opcodeIndex], str(codes[op.opcodeIndex])),
-                     [i for i in op.inputs if i >= 0], list(op.outputs), op) for op in self.subgraph.operators]
+        types = _op_types(self.model)
+        self.ops = [(types[op.opcodeIndex], [i for i in op.inputs if i >= 0], list(op.outputs), op)
+                    for op in self.subgraph.operators]
         self.tensors = self.subgraph.tensors
         self._read = tfl_flatbuffer_utils.get_tensor_data
 
@@ -66,11 +72,10 @@ def head_scopes(model_path: Path) -> set[str]:
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils
 
     model = tfl_flatbuffer_utils.read_model(Path(model_path))
-    names = _op_names()
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    types = _op_types(model)
     scopes = set()
     for subgraph in model.subgraphs:
-        fcs = [op for op in subgraph.operators if names.get(codes[op.opcodeIndex]) == "FULLY_CONNECTED"]
+        fcs = [op for op in subgraph.operators if types[op.opcodeIndex] == "FULLY_CONNECTED"]
         scopes.update(tfl_flatbuffer_utils.get_op_scope(op, subgraph.tensors) for op in fcs[-2:])
     return scopes
 
