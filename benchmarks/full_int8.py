@@ -1,14 +1,15 @@
 """Full-integer int8 on SST-2: post-training and quantization-aware, ONNX, TFLite and Core ML, in one run.
 
-    .venv/bin/python benchmarks/full_int8.py       # after `edgedistill distill` (student and qat), ~25 min
+    .venv/bin/python benchmarks/full_int8.py       # after `edgedistill distill` (student and qat), ~15 min
 
 Exports the distilled student (runs/default/student) and its quantization-aware twin (runs/default/qat) to
 every full-integer profile, each verified against its own PyTorch checkpoint on all SST-2 dev sentences
 (a failed gate is kept with its numbers), then benchmarks them with the harness (`edgedistill bench`:
 one fresh process per model, 2 threads, batch 1 x 128 tokens) beside the fp32 student, TFLite fp32 and
-TFLite dynamic int8. Writes benchmarks/results/full-int8/: summary.json (one entry per artifact: gate,
-agreement, accuracy and its drop, int8 MAC share, op types left in float, XNNPACK delegation, p50),
-report.md, and the harness's report.json / report.md / report.csv.
+TFLite dynamic int8. A recipe that fails its gate is timed from the same target exported with the gate
+opened (`<target>-ungated`, labelled). Writes benchmarks/results/full-int8/: summary.json (one entry per
+artifact: gate, agreement, accuracy and its drop, int8 MAC share, op types left in float, XNNPACK
+delegation, p50), summary.md, and the harness's report.json / report.md / report.csv and plots.
 """
 
 from __future__ import annotations

@@ -119,9 +119,7 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
                 existing = Artifact.open(out)
                 if existing.info.get("cache_key") == key and not check_files(existing):
                     log.info("export %s: cache hit", name)
-                    entries[name] = {"status": "verified", "cached": True, "key": key,
-                                     **{k: existing.info[k] for k in ("files", "parity", "structure")
-                                        if k in existing.info}}
+                    entries[name] = {"status": "verified", "cached": True, "key": key, **_recorded(existing.info)}
                     continue
             try:
                 artifact = export_target(model_dir, target, data, out, max_length=config.data.max_length,
@@ -133,10 +131,13 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
                 entries[name] = {"status": "failed", "key": key, "error": str(exc),
                                  **{k: v for k in ("parity", "structure") if (v := getattr(exc, k, None))}}
                 continue
-            entries[name] = {"status": "verified", "cached": False, "key": key, "files": artifact.info["files"],
-                             "parity": artifact.info["parity"],
-                             **({"structure": artifact.info["structure"]} if "structure" in artifact.info else {})}
+            entries[name] = {"status": "verified", "cached": False, "key": key, **_recorded(artifact.info)}
     return entries
+
+
+def _recorded(info: dict[str, Any]) -> dict[str, Any]:
+    """What an export entry keeps of an artifact's ``artifact.json``: files, gate numbers, structure."""
+    return {k: info[k] for k in ("files", "parity", "structure") if k in info}
 
 
 def run_bench_stage(config: Config, *, force: bool = False) -> dict[str, Any]:

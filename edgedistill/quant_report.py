@@ -130,7 +130,6 @@ def worst_summary(rows: list[TensorError], count: int = 3) -> str:
 class MatmulWork:
     """One matrix multiply of the graph at batch 1 x COVERAGE_SEQ, and the arithmetic it runs in."""
 
-    op: str
     macs: int
     arithmetic: str  # "int8" (weights and activations, fixed scales) | "dynamic-int8" | "int16" | "float"
 

@@ -65,7 +65,7 @@ class OnnxOptions(_Options):
 
     fused: bool = False
     # Per-channel weight scales; unset: per-tensor for int8-dynamic (optimum's default), per-channel for
-    # int8-static (per-tensor weights cost the SST-2 student accuracy either way).
+    # int8-static (the recipe measured in benchmarks/results/full-int8).
     per_channel: bool | None = None
     opset: int | None = Field(None, ge=14)
     calibration: Literal["minmax", "percentile", "entropy"] = "minmax"

@@ -19,7 +19,7 @@ from edgedistill.config import TargetConfig, Tolerance
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-4),
     "fp16": Tolerance(min_agreement=0.99, max_accuracy_drop=1.0),
-    # Full-integer int8 is what an accelerator runs: held to the teacher's answers, not just near them.
+    # Full-integer int8 is what an accelerator runs: held to its checkpoint's answers, not just near them.
     "int8-static": Tolerance(min_agreement=0.99, max_accuracy_drop=0.5),
 }
 REDUCED_DEFAULT = Tolerance(min_agreement=0.98, max_accuracy_drop=1.0)

@@ -137,5 +137,14 @@ def export_data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def data(export_data_dir):
+    """The export tests' task data, loaded once (the 200-sentence eval split above)."""
+    from edgedistill.config import DataConfig
+    from edgedistill.data import load_task_data
+
+    return load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
+
+
+@pytest.fixture(scope="session")
 def tiny_student_dir(tmp_path_factory, tiny_tokenizer_dir, export_data_dir) -> Path:
     return train_tiny_classifier(tmp_path_factory.mktemp("tiny_student"), tiny_tokenizer_dir, export_data_dir)

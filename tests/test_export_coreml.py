@@ -13,8 +13,6 @@ from edgedistill.backends.base import InputTooLongError
 from edgedistill.backends.coreml import CoreMLRunner, EmulatedCoreMLRunner, coreml_runtime_available
 from edgedistill.backends.coreml_spec import describe_package
 from edgedistill.backends.mil_emulator import MILEmulator, UnsupportedOpError
-from edgedistill.config import DataConfig
-from edgedistill.data import load_task_data
 from edgedistill.errors import ConfigError, ExportError
 from edgedistill.export import export_target
 from edgedistill.targets import load_target
@@ -24,11 +22,6 @@ pytest.importorskip("coremltools")
 PROFILES = ["coreml-fp32", "coreml-fp16", "coreml-int8-weights", "coreml-palettize-6", "coreml-palettize-4"]
 BUCKETS = [8, 16]
 TINY_OPTIONS = {"buckets": BUCKETS, "weight_threshold": 256}  # the tiny model's matrices are 32x32 and 64x32
-
-
-@pytest.fixture(scope="module")
-def data(export_data_dir):
-    return load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
 
 
 def tiny_target(name: str, **options):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from edgedistill.backends.base import Artifact, ParityError
-from edgedistill.config import DataConfig, TargetConfig
-from edgedistill.data import load_task_data
+from edgedistill.config import TargetConfig
 from edgedistill.errors import ConfigError, DataError, EdgeDistillError, ModelError
 from edgedistill.export import check_files, export_target, verify_artifact
 from edgedistill.hashing import sha256_file
@@ -18,11 +17,6 @@ from edgedistill.targets import load_target
 
 PROFILES = ["pytorch-fp32", "onnx-fp32", "onnx-fp32-fused", "onnx-fp16", "onnx-int8-dynamic",
             "onnx-int8-dynamic-per-tensor", "onnx-int8-static", "onnx-fused-int8-dynamic"]
-
-
-@pytest.fixture(scope="module")
-def data(export_data_dir):
-    return load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
 
 
 def export(model: Path, target, data, out: Path, **kwargs):

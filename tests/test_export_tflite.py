@@ -8,18 +8,11 @@ import numpy as np
 import pytest
 
 from edgedistill.backends.tflite import InputTooLongError, TFLiteRunner, dequantize
-from edgedistill.config import DataConfig
-from edgedistill.data import load_task_data
 from edgedistill.export import export_target
 from edgedistill.targets import load_target
 
 PROFILES = ["tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights", "tflite-int8-static"]
 BUCKETS = [8, 16]
-
-
-@pytest.fixture(scope="module")
-def data(export_data_dir):
-    return load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedistill.config import DataConfig, TargetConfig, load_config
-from edgedistill.data import load_task_data
+from edgedistill.config import TargetConfig, load_config
 from edgedistill.errors import ConfigError
 from edgedistill.export import export_target
 from edgedistill.targets import load_target
-
-
-@pytest.fixture(scope="module")
-def data(export_data_dir):
-    return load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
 
 
 @pytest.fixture(scope="module")

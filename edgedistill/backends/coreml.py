@@ -310,17 +310,17 @@ def integer_coverage(package: Path, longest: int) -> dict[str, Any]:
         if op_type == "linear":
             x, w = shapes[bindings["x"]], shapes[bindings["weight"]]
             integer = producer.get(bindings["x"]) == "dequantize" and producer.get(bindings["weight"]) in INT8_WEIGHT_OPS
-            work.append(MatmulWork(op_type, int(np.prod(x[:-1])) * w[0] * w[1], "int8" if integer else "float"))
+            work.append(MatmulWork(int(np.prod(x[:-1])) * w[0] * w[1], "int8" if integer else "float"))
             if integer:
                 continue
         elif op_type == "matmul":
             x = shapes[bindings["x"]]
             transposed = "transpose_x" in bindings and bool(emulator.constants.get(bindings["transpose_x"], False))
             inner = x[-2] if transposed else x[-1]
-            work.append(MatmulWork(op_type, int(np.prod(shapes[outputs[0][0]])) * int(inner), "float"))
+            work.append(MatmulWork(int(np.prod(shapes[outputs[0][0]])) * int(inner), "float"))
         elif op_type == "scaled_dot_product_attention":
             q, k = shapes[bindings["query"]], shapes[bindings["key"]]
-            work.append(MatmulWork(op_type, 2 * int(np.prod(q)) * int(k[-2]), "float"))  # Q.K^T and P.V
+            work.append(MatmulWork(2 * int(np.prod(q)) * int(k[-2]), "float"))  # Q.K^T and P.V
         if op_type not in ("quantize", "dequantize"):
             float_ops.add(op_type)
     return coverage(work, float_ops, {"shape": [1, seq], "note": "op shapes from one emulated run"})

@@ -40,8 +40,8 @@ log = logging.getLogger("edgedistill.onnx")
 MODEL_FILE = "model.onnx"
 
 
-def _isa_quantization_config(is_static: bool, per_channel: bool) -> Any:
-    """optimum's AutoQuantizationConfig for this CPU: the kernels ONNX Runtime will actually use."""
+def _isa_quantization_config(per_channel: bool) -> Any:
+    """optimum's dynamic-int8 AutoQuantizationConfig for this CPU: the kernels ONNX Runtime will actually use."""
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     from edgedistill.host import host_info
@@ -55,7 +55,7 @@ def _isa_quantization_config(is_static: bool, per_channel: bool) -> Any:
         factory = AutoQuantizationConfig.avx2
     else:
         factory = AutoQuantizationConfig.arm64
-    return factory(is_static=is_static, per_channel=per_channel)
+    return factory(is_static=False, per_channel=per_channel)
 
 
 class OnnxRunner:
@@ -186,7 +186,7 @@ class OnnxBackend:
         from optimum.onnxruntime import ORTQuantizer
 
         quantizer = ORTQuantizer.from_pretrained(model.parent, file_name=model.name)
-        written = quantizer.quantize(_isa_quantization_config(False, per_channel), model.parent / "q",
+        written = quantizer.quantize(_isa_quantization_config(per_channel), model.parent / "q",
                                      file_suffix=None)
         shutil.copy2(Path(written) / MODEL_FILE, final)
 

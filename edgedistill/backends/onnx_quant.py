@@ -117,7 +117,7 @@ def integer_coverage(model_path: Path, threads: int = 1) -> dict[str, Any]:
         a, out = values[node.input[0]], values[node.output[0]]
         transposed = node.op_type == "Gemm" and any(att.name == "transA" and att.i for att in node.attribute)
         inner = a.shape[0] if transposed else a.shape[-1]
-        work.append(MatmulWork(node.op_type, int(np.prod(out.shape)) * int(inner), graph.arithmetic(node)))
+        work.append(MatmulWork(int(np.prod(out.shape)) * int(inner), graph.arithmetic(node)))
     float_ops = {n.op_type for n in graph.model.graph.node if graph.is_float_compute(n)}
     return coverage(work, float_ops)
 

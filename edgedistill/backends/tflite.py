@@ -13,9 +13,11 @@ Precisions (``target.precision``) via ai-edge-quantizer, after an fp32 conversio
 * ``int8-static`` — full integer: ai-edge-quantizer static configs (int8 channel-wise weights, int8
   activations calibrated on real task text) on the op types in ``quantize_ops`` (default
   ``FULLY_CONNECTED``), 16-bit activations for ``int16_ops``, symmetric int8 activations for
-  ``symmetric_ops`` (XNNPACK runs int8 ``BATCH_MATMUL`` only with symmetric inputs), and a weight-only
-  int8 rule for ``EMBEDDING_LOOKUP`` (``int8_embeddings``); every other op stays float. Integer logits are dequantized with the output
-  tensor's scale and zero point. ``artifact.json`` records the integer coverage and the ops XNNPACK takes.
+  ``symmetric_ops`` (XNNPACK runs int8 ``BATCH_MATMUL`` only with symmetric inputs), the classification
+  head left float (``float_head``), and a weight-only int8 rule for ``EMBEDDING_LOOKUP``
+  (``int8_embeddings``); every other op stays float. A file with integer logits has them dequantized
+  with the output tensor's scale and zero point. ``artifact.json`` records the integer coverage and the
+  ops XNNPACK takes.
 
 Options (typed in :mod:`edgedistill.target_options`): ``buckets`` (list of sequence lengths), ``batch``
 (rows per signature, default 1; larger batches run as several invocations), ``overflow`` (``truncate``,
@@ -43,7 +45,6 @@ from edgedistill.target_options import TFLiteOptions, target_options
 log = logging.getLogger("edgedistill.tflite")
 
 MODEL_FILE = "model.tflite"
-DEFAULT_BUCKETS = (32, 64, 128)
 
 
 def signature_name(seq: int) -> str:

@@ -108,7 +108,7 @@ def integer_coverage(model_path: Path, signature: str) -> dict[str, Any]:
                 arithmetic = "dynamic-int8"  # XNNPACK quantizes the float input at run time
             else:
                 arithmetic = "float"
-            work.append(MatmulWork(op_type, macs, arithmetic))
+            work.append(MatmulWork(macs, arithmetic))
             if arithmetic in ("int8", "int16"):
                 continue
         if op_type in ("QUANTIZE", "DEQUANTIZE"):
