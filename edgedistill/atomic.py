@@ -76,8 +76,9 @@ def stage_directory(final: Path) -> contextlib.AbstractContextManager[Path]:
     return atomic_directory(final) if process_rank() == 0 else scratch_directory()
 
 
-def wait_for_first_process() -> None:
-    """Barrier after a stage the first process published, when a process group is running."""
+def synchronize_processes() -> None:
+    """Barrier across the processes of a torchrun / accelerate run (a no-op otherwise): after the first
+    process published a stage, and before it deletes anything the others may still be reading."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

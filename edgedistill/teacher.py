@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedistill.atomic import stage_directory, wait_for_first_process, write_json_atomic
+from edgedistill.atomic import stage_directory, synchronize_processes, write_json_atomic
 from edgedistill.cache import is_cached, read_stage, stage_key, write_stage
 from edgedistill.config import Config, dump_config
 from edgedistill.data import TaskData, encode, load_task_data
@@ -68,7 +68,7 @@ def run_teacher(config: Config, *, force: bool = False) -> TeacherResult:
         (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
         write_json_atomic(tmp / "metrics.json", metrics)
         write_stage(tmp, STAGE, key, inputs)
-    wait_for_first_process()
+    synchronize_processes()
     log.info("teacher: saved to %s (eval accuracy %.4f)", out, metrics["eval_accuracy"])
     return TeacherResult(out, metrics, cached=False)
 

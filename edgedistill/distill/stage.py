@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedistill.atomic import process_rank, stage_directory, wait_for_first_process, write_json_atomic
+from edgedistill.atomic import process_rank, stage_directory, synchronize_processes, write_json_atomic
 from edgedistill.cache import is_cached, read_stage, stage_key, write_stage
 from edgedistill.config import Config, dump_config
 from edgedistill.data import TaskData, encode, load_task_data
@@ -99,7 +99,7 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
             (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
             write_json_atomic(tmp / "metrics.json", metrics)
             write_stage(tmp, role, key, inputs)
-    wait_for_first_process()
+    synchronize_processes()
     if process_rank() == 0:
         log.info("%s: saved to %s (eval accuracy %.4f, %.1f%% of the teacher)", role, out,
                  metrics["eval_accuracy"], 100 * metrics["retention_of_teacher_accuracy"])
@@ -203,6 +203,9 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     train_time = time.perf_counter() - started
+    # The Trainer's last lines still list the checkpoint folder on every process (Path.glob between its
+    # is_dir check and scandir): deleting it while another rank lags raises FileNotFoundError there.
+    synchronize_processes()
     if process_rank() != 0:
         return {}
     shutil.rmtree(checkpoints, ignore_errors=True)
