@@ -75,6 +75,9 @@ class QatConfig(_Section):
     enabled: bool = True
     epochs: float = Field(0.25, gt=0)
     learning_rate: float = Field(1e-5, gt=0)
+    # Train with outlier output channels split off as the full-integer TFLite export splits them
+    # (edgedistill.outlier_split; the export's outlier_split_ratio), so the fake quantization matches; 0: off.
+    outlier_split_ratio: float = Field(8.0, ge=0)
 
 
 class DistillConfig(TrainingRecipe):
@@ -152,8 +155,8 @@ class TargetConfig(_Section):
 
 DEFAULT_TARGETS = (
     "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-fused-int8-dynamic", "onnx-int8-static",
-    "tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights",
-    "coreml-fp16", "coreml-int8-weights", "coreml-palettize-6",
+    "tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights", "tflite-int8-static",
+    "tflite-int8-static-fc-bmm", "coreml-fp16", "coreml-int8-weights", "coreml-palettize-6",
 )
 
 

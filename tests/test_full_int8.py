@@ -5,12 +5,13 @@ checkpoint. Tiny models, seconds each."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgedistill.config import TargetConfig, load_config
+from edgedistill.config import TargetConfig, Tolerance, load_config
 from edgedistill.errors import ConfigError
 from edgedistill.export import export_target
 from edgedistill.targets import load_target
@@ -209,6 +210,10 @@ def test_layer_errors_refuse_a_dynamic_artifact(tiny_student_dir, data, tmp_path
      "in both int16_ops and symmetric_ops"),
     ({"backend": "tflite", "precision": "fp32", "options": {"quantize_ops": ["FULLY_CONNECTED"]}},
      "quantize_ops set on a fp32 target"),
+    ({"backend": "tflite", "precision": "int8-dynamic", "options": {"outlier_split_ratio": 8}},
+     "outlier_split_ratio set on a int8-dynamic target"),
+    ({"backend": "tflite", "precision": "int8-static", "options": {"outlier_split_ratio": -1}},
+     "options.outlier_split_ratio: Input should be greater than or equal to 0"),
     ({"backend": "onnx", "precision": "int8-static", "options": {"fused": True}},
      "fused: true with int8-static"),
     ({"backend": "onnx", "precision": "int8-static", "options": {"calibration": "kl"}},
@@ -314,3 +319,96 @@ def test_qat_role_is_written_as_a_plain_checkpoint(tmp_path, tiny_encoder_dir, t
     assert model.config.model_type == "distilbert"
     stage = json.loads((qat.path / "stage.json").read_text())
     assert stage["inputs"]["qat"]["init"]  # keyed by the student it started from
+
+
+def _plant_outlier(source: Path, out: Path, channel: int, gain: float = 300.0) -> Path:
+    """A copy of ``source`` whose first feed-forward output channel ``channel`` is ``gain`` times larger, as
+    BERT's residual-stream outliers are (the next LayerNorm takes most of it back out)."""
+    import torch
+
+    from edgedistill.models import load_classifier
+
+    model = load_classifier(source)
+    lin2 = model.distilbert.transformer.layer[0].ffn.lin2
+    with torch.no_grad():
+        lin2.weight[channel] *= gain
+        lin2.bias[channel] = lin2.bias[channel] * gain + gain
+    model.save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (source / name).is_file():
+            (out / name).write_bytes((source / name).read_bytes())
+    return out
+
+
+def test_outlier_split_finds_the_channel_keeps_the_function_and_merges_back(tiny_student_dir, tmp_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    from edgedistill.distill.qat import prepare_qat, strip_qat
+    from edgedistill.models import load_classifier
+    from edgedistill.outlier_split import SplitLinear, find_outlier_channels, merge_outlier_split, split_outlier_channels
+
+    planted = _plant_outlier(tiny_student_dir, tmp_path / "planted", channel=5)
+    model = load_classifier(planted).eval()
+    tokenizer = AutoTokenizer.from_pretrained(planted)
+    texts = ["a gripping , funny film", "dull and far too long", "the cast is fine", "not worth the ticket"]
+    plan = find_outlier_channels(model, tokenizer, texts, 32, ratio=8.0)
+    assert plan == {"distilbert.transformer.layer.0.ffn.lin2": [5]}
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before = model(**batch).logits
+        split_outlier_channels(model, plan)
+        assert isinstance(model.distilbert.transformer.layer[0].ffn.lin2, SplitLinear)
+        assert torch.allclose(model(**batch).logits, before, atol=1e-5)
+    prepare_qat(model)
+    strip_qat(model)
+    merge_outlier_split(model)
+    assert type(model.distilbert.transformer.layer[0].ffn.lin2) is torch.nn.Linear
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, before, atol=1e-5)
+    with pytest.raises(ValueError, match="does not have"):
+        split_outlier_channels(model, {"distilbert.no.such.layer": [1]})
+
+
+def test_tflite_gives_an_outlier_channel_its_own_int8_layer_and_scale(tiny_student_dir, data, tmp_path):
+    from edgedistill.backends.tflite_quant import FlatModel
+    from edgedistill.backends.tflite import BACKEND
+
+    planted = _plant_outlier(tiny_student_dir, tmp_path / "planted", channel=5)
+    target = load_target("tflite-int8-static")
+    plain = target.model_copy(update={"name": "plain", "options": {**target.options, "outlier_split_ratio": 0}})
+    exported = {}
+    for t in (target, plain):
+        t = t.model_copy(update={"tolerance": Tolerance(min_agreement=0.0, max_accuracy_drop=100.0)})  # numbers only
+        exported[t.name] = export_target(planted, t, data, tmp_path / t.name, max_length=32, threads=1,
+                                         calibration_samples=64, seed=0)
+    split, unsplit = exported["tflite-int8-static"], exported["plain"]
+    assert split.info["structure"]["outlier_split"] == {"distilbert.transformer.layer.0.ffn.lin2": [5]}
+    assert "outlier_split" not in unsplit.info["structure"] and not (unsplit.path / "outlier_split.json").exists()
+
+    def fully_connected(artifact):
+        return [(i, o) for op, i, o, _ in FlatModel(artifact.path / "model.tflite", "seq_32").ops
+                if op == "FULLY_CONNECTED"]
+
+    # One more FULLY_CONNECTED: the narrow layer (one output channel); litert-torch lowers the one-hot
+    # scatter of a single channel to a float broadcast MUL.
+    assert len(fully_connected(split)) == len(fully_connected(unsplit)) + 1
+    graph = FlatModel(split.path / "model.tflite", "seq_32")
+    narrow = [outputs for inputs, outputs in fully_connected(split) if list(graph.tensors[outputs[0]].shape)[-1] == 1]
+    assert len(narrow) == 1
+    for inputs, outputs in fully_connected(split)[:-2]:  # all int8 by int8 -> int8, the narrow one included
+        assert graph.tensors[inputs[0]].type == 9 and graph.tensors[outputs[0]].type == 9
+
+    def lin2_output_scale(artifact):  # the int8 scale of the first layer's feed-forward output (the wide one)
+        graph = FlatModel(artifact.path / "model.tflite", "seq_32")
+        for _, _, outputs, _ in graph.ops:
+            tensor = graph.tensors[outputs[0]]
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+            if re.search(r"Block_0/.*lin2", name) and tensor.type == 9 and list(tensor.shape)[-1] > 1:
+                return float(tensor.quantization.scale[0])
+        raise AssertionError("no int8 lin2 output in layer 0")
+
+    assert lin2_output_scale(split) * 20 < lin2_output_scale(unsplit)  # the other channels keep their resolution
+    # The per-tensor table compares against a float reference split the same way: the new tensors are in it.
+    rows = BACKEND.layer_errors(split, planted, data.eval.texts[:16], 32, 1)
+    assert any("inliers" in r.tensor and r.sqnr_db is not None for r in rows)

@@ -197,9 +197,15 @@ class TFLiteBackend:
             raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
                               "(data.calibration_samples, and a non-empty train split)")
         final = out_dir / MODEL_FILE
+        split = None
+        if target.precision == "int8-static" and options.outlier_split_ratio:
+            from edgedistill.outlier_split import plan_outlier_split
+
+            split = plan_outlier_split(model_dir, target.cls_only_last_layer, calibration,
+                                       options.outlier_split_ratio, out_dir)
         with tempfile.TemporaryDirectory(prefix="edgedistill-tflite-") as scratch:
             fp32 = Path(scratch) / "fp32.tflite"
-            self._convert(model_dir, options, target.cls_only_last_layer, fp32)
+            self._convert(model_dir, options, target.cls_only_last_layer, fp32, split)
             if target.precision == "fp32":
                 fp32.replace(final)
             else:
@@ -219,6 +225,11 @@ class TFLiteBackend:
         if target.precision.startswith("int8"):
             signature = coverage_signature(signature_name(b) for b in target_options(target).buckets)
             structure["integer"] = integer_coverage(model_files[0], signature)
+        from edgedistill.outlier_split import read_plan
+
+        split = read_plan(model_files[0].parent)
+        if split is not None:
+            structure["outlier_split"] = split
         return structure
 
     def layer_errors(self, artifact: Artifact, source_dir: Path, texts: list[str], max_length: int,
@@ -228,6 +239,7 @@ class TFLiteBackend:
         from transformers import AutoTokenizer
 
         from edgedistill.backends.tflite_quant import layer_errors
+        from edgedistill.outlier_split import read_plan
 
         target = artifact.target
         require_full_integer(target)
@@ -243,18 +255,25 @@ class TFLiteBackend:
             row[:, : len(ids)], mask[:, : len(ids)] = ids, 1
             feeds.append({"input_ids": row, "attention_mask": mask})
         with tempfile.TemporaryDirectory(prefix="edgedistill-tflite-ref-") as scratch:
-            reference = Path(scratch) / "fp32.tflite"
-            self._convert(source_dir, options, target.cls_only_last_layer, reference)
+            reference = Path(scratch) / "fp32.tflite"  # split as the artifact was: the same tensors to compare
+            self._convert(source_dir, options, target.cls_only_last_layer, reference, read_plan(artifact.path))
             return layer_errors(artifact.path / MODEL_FILE, reference, feeds, signature_name(bucket))
 
     @staticmethod
-    def _convert(model_dir: Path, options: TFLiteOptions, cls_only_last_layer: bool, out: Path) -> None:
+    def _convert(model_dir: Path, options: TFLiteOptions, cls_only_last_layer: bool, out: Path,
+                 split: dict[str, list[int]] | None = None) -> None:
+        """fp32 conversion of every bucket signature; ``split``: outlier channels to give their own layers."""
         import litert_torch
         import torch
 
         from edgedistill.models import load_for_export, logits_only
 
-        model = logits_only(load_for_export(model_dir, cls_only_last_layer), "logits")
+        model = load_for_export(model_dir, cls_only_last_layer)
+        if split:
+            from edgedistill.outlier_split import split_outlier_channels
+
+            model = split_outlier_channels(model, split)
+        model = logits_only(model, "logits")
         converter = None
         for seq in options.buckets:
             sample = {"input_ids": torch.zeros(options.batch, seq, dtype=torch.long),

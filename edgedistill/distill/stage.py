@@ -121,11 +121,21 @@ def _initial_student(config: Config, role: str, teacher: Any, data: TaskData, in
 
     d = config.distill
     if role == "qat":
-        from edgedistill.distill.qat import prepare_qat
+        from transformers import AutoTokenizer
 
-        student = prepare_qat(load_classifier(init_dir))
+        from edgedistill.distill.qat import prepare_qat
+        from edgedistill.outlier_split import find_outlier_channels, split_outlier_channels
+
+        student = load_classifier(init_dir).eval()
+        split = {}
+        if d.qat.outlier_split_ratio:
+            split = find_outlier_channels(student, AutoTokenizer.from_pretrained(init_dir),
+                                          data.calibration_texts(config.data.calibration_samples, config.seed),
+                                          config.data.max_length, d.qat.outlier_split_ratio)
+        student = prepare_qat(split_outlier_channels(student, split))
         layer_map = getattr(student.config, "edgedistill", {}).get("layer_map")
-        return student, layer_map, f"the distilled student {init_dir}, int8 fake quantization on every linear layer"
+        return student, layer_map, (f"the distilled student {init_dir}, int8 fake quantization on every linear layer"
+                                    + (f", outlier channels split off {split}" if split else ""))
     if d.student:
         source = resolve_model(d.student)
         load_model_config(source)
@@ -219,7 +229,9 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
         simulated = predict_logits(student, eval_set, collator, d.eval_batch_size)
         extra_metrics["eval_accuracy_fake_quant"] = classification_metrics(simulated, np.array(eval_labels))["accuracy"]
         extra_metrics["qat"] = d.qat.model_dump()
-        strip_qat(student)
+        from edgedistill.outlier_split import merge_outlier_split
+
+        merge_outlier_split(strip_qat(student))
     student.config.edgedistill = {"role": role, "layer_map": layer_map, "teacher": str(teacher_dir)}
     student.save_pretrained(out)
     # DistilBERT takes no token types: the saved tokenizer must not produce them.

@@ -1,0 +1,153 @@
+"""Outlier output channels computed by their own matrix multiply, so one int8 scale per tensor still resolves the rest.
+
+The feed-forward output of BERT-family layers carries a few huge channels: in the default SST-2 student,
+hidden dimension 99 of ``ffn.lin2`` reaches 197 (layer 0) and 157 (layer 1) on real text while the median
+channel peaks at 1.2-1.7. A full-integer FULLY_CONNECTED requantizes its output to int8 with one scale for
+the whole tensor, so those channels take the 256 levels and the other 383 fall on a handful of them: at
+15 dB SQNR these were the two worst tensors of the TFLite int8 student (``edgedistill verify --layers``).
+ONNX sidesteps it (its MatMuls return float); TFLite's and the NPUs' integer kernels cannot.
+
+The rewrite keeps the function and moves the outliers: a linear layer ``y = W x + b`` with outlier output
+channels ``S`` becomes ``y = W' x + b' + E (W_S x + b_S)``, where ``W'``, ``b'`` have the rows of ``S``
+zeroed, ``W_S``, ``b_S`` are those rows (a narrow layer, ``len(S)`` outputs) and ``E`` is a one-hot
+``len(S) -> out`` layer that puts them back (litert-torch lowers it to a broadcast multiply when ``S`` is
+one channel). In float it is the same model; quantized, the wide output
+gets a scale fit for its ordinary channels and the outliers get a tensor (and a scale) of their own.
+Cost: ``len(S) * (in + out)`` MACs per token, under 1% of the layer's.
+
+Outlier channels are found on calibration text: a channel whose largest magnitude exceeds ``ratio`` times
+the median channel's largest magnitude, at most ``max_channels`` per layer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger("edgedistill.outlier_split")
+
+PLAN_FILE = "outlier_split.json"
+
+
+def find_outlier_channels(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, ratio: float,
+                          max_channels: int = 8, batch_size: int = 16) -> dict[str, list[int]]:
+    """``{linear module name: [outlier output channels]}`` of ``model`` on ``texts`` (modules with none left out)."""
+    peaks: dict[str, torch.Tensor] = {}
+
+    def observer(name: str):
+        def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            peak = output.detach().abs().flatten(0, -2).amax(dim=0)
+            peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
+        return hook
+
+    handles = [module.register_forward_hook(observer(name)) for name, module in model.named_modules()
+               if isinstance(module, nn.Linear)]
+    try:
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                                  max_length=max_length, return_tensors="pt")
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        for handle in handles:
+            handle.remove()
+    plan = {}
+    for name, peak in peaks.items():
+        if peak.numel() < 4:  # a classifier's few logits: nothing to single out
+            continue
+        median = float(peak.median())
+        order = torch.argsort(peak, descending=True)[:max_channels]
+        channels = sorted(int(c) for c in order if float(peak[c]) > ratio * max(median, 1e-12))
+        if channels:
+            plan[name] = channels
+            log.info("outlier split: %s channels %s peak %s against median %.3g", name, channels,
+                     [round(float(peak[c]), 1) for c in channels], median)
+    return plan
+
+
+def split_outlier_channels(model: nn.Module, plan: dict[str, list[int]]) -> nn.Module:
+    """Replace each linear layer named in ``plan`` by its :class:`SplitLinear`; returns ``model``."""
+    modules = dict(model.named_modules())
+    missing = sorted(set(plan) - set(modules))
+    if missing:
+        raise ValueError(f"outlier split plan names layers this model does not have: {missing}")
+    for name, channels in plan.items():
+        parent_name, _, attribute = name.rpartition(".")
+        parent = modules[parent_name] if parent_name else model
+        setattr(parent, attribute, SplitLinear(modules[name], channels))
+    return model
+
+
+class SplitLinear(nn.Module):
+    """``linear`` with the output ``channels`` computed apart and added back (the same function in float)."""
+
+    def __init__(self, linear: nn.Linear, channels: Sequence[int]):
+        super().__init__()
+        index = torch.tensor(list(channels), dtype=torch.long)
+        out_features, in_features = linear.weight.shape
+        bias = linear.bias.detach().clone() if linear.bias is not None else torch.zeros(out_features)
+        self.inliers = nn.Linear(in_features, out_features)
+        self.outliers = nn.Linear(in_features, len(channels))
+        self.scatter = nn.Linear(len(channels), out_features, bias=False)
+        with torch.no_grad():
+            weight = linear.weight.detach().clone()
+            self.outliers.weight.copy_(weight[index])
+            self.outliers.bias.copy_(bias[index])
+            weight[index], bias[index] = 0.0, 0.0
+            self.inliers.weight.copy_(weight)
+            self.inliers.bias.copy_(bias)
+            self.scatter.weight.zero_()
+            self.scatter.weight[index, torch.arange(len(channels))] = 1.0
+
+        self.scatter.weight.requires_grad_(False)  # fixed routing: training moves the rows, not where they go
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inliers(x) + self.scatter(self.outliers(x))
+
+    def merged(self) -> nn.Linear:
+        """The one ``nn.Linear`` computing the same function: ``W = W' + E W_S``, ``b = b' + E b_S``."""
+        inliers = self.inliers
+        linear = nn.Linear(inliers.in_features, inliers.out_features)
+        with torch.no_grad():
+            linear.weight.copy_(inliers.weight + self.scatter.weight @ self.outliers.weight)
+            linear.bias.copy_(inliers.bias + self.scatter.weight @ self.outliers.bias)
+        return linear
+
+
+def merge_outlier_split(model: nn.Module) -> nn.Module:
+    """Put every :class:`SplitLinear` of ``model`` back into one ``nn.Linear`` (to save an ordinary checkpoint)."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, SplitLinear):
+            setattr(model, name, child.merged())
+        else:
+            merge_outlier_split(child)
+    return model
+
+
+def plan_outlier_split(model_dir: Path, cls_only_last_layer: bool, calibration: Any, ratio: float,
+                       out_dir: Path) -> dict[str, list[int]]:
+    """Find the outlier channels of the model an exporter will trace, on the calibration text, and record
+    them in ``out_dir``/``outlier_split.json`` beside the artifact (read back by :func:`read_plan`)."""
+    from transformers import AutoTokenizer
+
+    from edgedistill.atomic import write_json_atomic
+    from edgedistill.models import load_for_export
+
+    model = load_for_export(model_dir, cls_only_last_layer)
+    plan = find_outlier_channels(model, AutoTokenizer.from_pretrained(model_dir), calibration.texts,
+                                 calibration.max_length, ratio)
+    write_json_atomic(Path(out_dir) / PLAN_FILE, {"ratio": ratio, "calibration_sentences": len(calibration.texts),
+                                                  "channels": plan})
+    return plan
+
+
+def read_plan(folder: Path) -> dict[str, list[int]] | None:
+    """The outlier channels an artifact in ``folder`` was exported with, or None when it was not split."""
+    path = Path(folder) / PLAN_FILE
+    return json.loads(path.read_text(encoding="utf-8"))["channels"] if path.is_file() else None
