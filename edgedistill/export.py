@@ -35,6 +35,21 @@ def source_hash(model_dir: Path) -> str:
     return sha256_json({f.name: sha256_file(f) for f in files})
 
 
+# The code an artifact's bytes depend on: the backends and what they call to convert, quantize and verify.
+EXPORT_CODE = ("backends", "export.py", "verify.py", "models.py", "cls_pruning.py", "outlier_split.py",
+               "target_options.py")
+
+
+def exporter_fingerprint() -> str:
+    """The hash of edgedistill's export code and the versions of the libraries it converts with: part of the
+    pipeline's export cache key, so an artifact built by other code is rebuilt instead of reused."""
+    package = Path(__file__).resolve().parent
+    files = sorted(f for entry in EXPORT_CODE for f in
+                   ((package / entry).rglob("*.py") if (package / entry).is_dir() else [package / entry]))
+    return sha256_json({"code": {str(f.relative_to(package)): sha256_file(f) for f in files},
+                        "libraries": library_versions()})
+
+
 def copy_side_files(model_dir: Path, out: Path) -> None:
     """``config.json`` and the tokenizer files beside a model file, unless the exporter wrote its own."""
     for name in ("config.json", *TOKENIZER_FILES):

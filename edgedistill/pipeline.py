@@ -98,7 +98,7 @@ def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str,
 def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False) -> dict[str, Any]:
     """Export every model in ``export_models`` to every target; a failed gate is recorded, not fatal."""
     from edgedistill.data import load_task_data
-    from edgedistill.export import check_files, export_target, source_hash
+    from edgedistill.export import check_files, export_target, exporter_fingerprint, source_hash
 
     workdir = Path(config.workdir)
     data = load_task_data(config.data, seed=config.seed)
@@ -109,10 +109,12 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
             raise EdgeDistillError(f"export: {model_dir} does not exist; run the "
                                    f"{'teacher' if role == 'teacher' else 'distill'} stage first")
         source = source_hash(model_dir)
+        exporter = exporter_fingerprint()
         for target in targets:
             name = f"{role}-{target.name}"
             out = workdir / "artifacts" / name
-            key = sha256_json({"source": source, "target": target.model_dump(), "data": data.fingerprint,
+            key = sha256_json({"source": source, "exporter": exporter, "target": target.model_dump(),
+                               "data": data.fingerprint,
                                "max_length": config.data.max_length, "seed": config.seed,
                                "calibration_samples": config.data.calibration_samples})
             if not force and (out / "artifact.json").is_file():

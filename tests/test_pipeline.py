@@ -101,3 +101,14 @@ def test_unknown_target_fails_before_any_training(tmp_path, tiny_encoder_dir, to
     with pytest.raises(ConfigError, match="unknown target 'onnx-int2'; the profiles are:"):
         run_pipeline(config)
     assert not (tmp_path / "teacher").exists()
+
+
+def test_an_artifact_built_by_other_export_code_is_rebuilt(finished_run, monkeypatch, caplog):
+    import edgedistill.export
+
+    config, _ = finished_run
+    monkeypatch.setattr(edgedistill.export, "exporter_fingerprint", lambda: "another version of the exporters")
+    with caplog.at_level("INFO", logger="edgedistill"):
+        again = run_pipeline(config, only="export")
+    assert not any(e["cached"] for e in again["stages"]["export"].values())
+    assert "export student-onnx-fp32: cache hit" not in caplog.text
