@@ -216,7 +216,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
     from edgedistill.targets import list_targets
 
     for target in list_targets():
-        print(f"{target.name:34s} {target.backend:8s} {target.precision:13s} {target.description}")
+        print(f"{target.name:34s} {target.backend:8s} {target.precision:13s} {target.device:16s} {target.description}")
     return 0
 
 

@@ -134,6 +134,10 @@ class TargetConfig(_Section):
     precision: Literal["fp32", "fp16", "int8-dynamic", "int8-static", "int8-weights", "palettize-6",
                        "palettize-4"] = "fp32"
     description: str = ""
+    # The device class the artifact is for (edgedistill/devices.py): arm64, x86-avx2, x86-avx512,
+    # x86-avx512-vnni, apple-ane, or host (the export machine's class, resolved at export). Unset: the
+    # backend's default (onnx x86-avx512-vnni, tflite arm64, coreml apple-ane, pytorch host).
+    device: str | None = None
     # Backend options, e.g. onnx: fused, per_channel, calibration (minmax | percentile | entropy).
     options: dict[str, Any] = Field(default_factory=dict)
     # Export backends (onnx, tflite, coreml): trace the classifier with its last encoder layer computing the
@@ -144,11 +148,18 @@ class TargetConfig(_Section):
     @model_validator(mode="after")
     def _typed_options(self) -> TargetConfig:
         """The backend's typed options (edgedistill/target_options.py) must parse: checked at load time."""
+        from edgedistill.devices import DEFAULT_DEVICE, check_device
         from edgedistill.target_options import parse_options
 
         try:
             parse_options(self.backend, self.precision, self.options)
         except ConfigError as exc:
+            raise ValueError(f"target {self.name}: {exc}") from None
+        if self.device is None:
+            self.device = DEFAULT_DEVICE[self.backend]
+        try:
+            check_device(self.backend, self.device)
+        except ValueError as exc:
             raise ValueError(f"target {self.name}: {exc}") from None
         return self
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,27 +16,18 @@ from edgedistill.atomic import atomic_directory, write_json_atomic
 from edgedistill.backends.base import ARTIFACT_FILE, Artifact, Calibration, ParityError, get_backend
 from edgedistill.config import TargetConfig
 from edgedistill.data import TaskData
+from edgedistill.devices import host_device, resolve_device
 from edgedistill.errors import EdgeDistillError, ModelError
 from edgedistill.hashing import sha256_file, sha256_json
 from edgedistill.host import host_info, library_versions
+from edgedistill.model_files import copy_side_files, source_hash
 
 log = logging.getLogger("edgedistill.export")
 
 SCHEMA_VERSION = 1
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                   "merges.txt", "sentencepiece.bpe.model", "spiece.model")
-SOURCE_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
-
-
-def source_hash(model_dir: Path) -> str:
-    """The content hash of a model's weights and config: what an artifact is derived from."""
-    files = [Path(model_dir) / name for name in SOURCE_FILES if (Path(model_dir) / name).is_file()]
-    return sha256_json({f.name: sha256_file(f) for f in files})
-
-
 # The code an artifact's bytes depend on: the backends and what they call to convert, quantize and verify.
 EXPORT_CODE = ("backends", "export.py", "verify.py", "models.py", "cls_pruning.py", "outlier_split.py",
-               "target_options.py")
+               "target_options.py", "devices.py", "model_files.py")
 
 
 def exporter_fingerprint() -> str:
@@ -48,13 +38,6 @@ def exporter_fingerprint() -> str:
                    ((package / entry).rglob("*.py") if (package / entry).is_dir() else [package / entry]))
     return sha256_json({"code": {str(f.relative_to(package)): sha256_file(f) for f in files},
                         "libraries": library_versions()})
-
-
-def copy_side_files(model_dir: Path, out: Path) -> None:
-    """``config.json`` and the tokenizer files beside a model file, unless the exporter wrote its own."""
-    for name in ("config.json", *TOKENIZER_FILES):
-        if (model_dir / name).is_file() and not (out / name).exists():
-            shutil.copy2(model_dir / name, out / name)
 
 
 def file_records(folder: Path) -> dict[str, dict[str, Any]]:
@@ -112,6 +95,8 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
                             for i in range(len(config.get("id2label", {})) or 2)],
             "max_length": max_length,
             "tools": library_versions(),
+            # The class the file was built for (``host`` resolved) and the class of the machine that built it.
+            "device": {"target": resolve_device(target.device), "export_host": host_device()},
             "parity": {**report.as_dict(), "runtime": getattr(runner, "runtime", target.backend)},
             **({"structure": structure} if structure else {}),
             **({"note": runner.note} if getattr(runner, "note", None) else {}),

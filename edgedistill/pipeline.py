@@ -98,7 +98,9 @@ def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str,
 def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False) -> dict[str, Any]:
     """Export every model in ``export_models`` to every target; a failed gate is recorded, not fatal."""
     from edgedistill.data import load_task_data
-    from edgedistill.export import check_files, export_target, exporter_fingerprint, source_hash
+    from edgedistill.devices import resolve_device
+    from edgedistill.export import check_files, export_target, exporter_fingerprint
+    from edgedistill.model_files import source_hash
 
     workdir = Path(config.workdir)
     data = load_task_data(config.data, seed=config.seed)
@@ -114,6 +116,7 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
             name = f"{role}-{target.name}"
             out = workdir / "artifacts" / name
             key = sha256_json({"source": source, "exporter": exporter, "target": target.model_dump(),
+                               "device": resolve_device(target.device),
                                "data": data.fingerprint,
                                "max_length": config.data.max_length, "seed": config.seed,
                                "calibration_samples": config.data.calibration_samples})

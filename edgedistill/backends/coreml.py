@@ -199,7 +199,7 @@ class CoreMLBackend:
         """Model metadata a Core ML user sees in Xcode: what it is, its labels, where it came from."""
         import json
 
-        from edgedistill.export import source_hash
+        from edgedistill.model_files import source_hash
 
         config = json.loads((model_dir / "config.json").read_text())
         labels = [config.get("id2label", {}).get(str(i), str(i)) for i in range(len(config.get("id2label", {})))]

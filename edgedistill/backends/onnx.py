@@ -5,8 +5,9 @@ Precisions and options (``target.options``, typed in :mod:`edgedistill.target_op
 * ``fp32`` — optimum's ONNX exporter (``onnx_export_from_model``): dynamic batch and sequence axes.
 * ``fp16`` — ``onnxruntime.transformers.float16`` with float32 inputs/outputs kept. On the CPU
   provider it is a size win, not a speed win (it is a GPU / NPU format).
-* ``int8-dynamic`` — ``ORTQuantizer`` with the host's ``AutoQuantizationConfig`` (avx512_vnni, avx2 or
-  arm64), ``per_channel`` option (default false).
+* ``int8-dynamic`` — ``ORTQuantizer`` with the ``AutoQuantizationConfig`` of the target's device class
+  (``device``: arm64, x86-avx2, x86-avx512, x86-avx512-vnni; never the export host's unless ``host``),
+  ``per_channel`` option (default false).
 * ``int8-static`` — full integer, the format accelerators run: onnxruntime's ``quantize_static`` in QDQ
   format, calibrated on real task text (``calibration``: minmax, percentile or entropy), per-channel int8
   weights and 8-bit activations (``activations``: uint8 by default, ``symmetric_activations``) on the op
@@ -40,21 +41,18 @@ log = logging.getLogger("edgedistill.onnx")
 MODEL_FILE = "model.onnx"
 
 
-def _isa_quantization_config(per_channel: bool) -> Any:
-    """optimum's dynamic-int8 AutoQuantizationConfig for this CPU: the kernels ONNX Runtime will actually use."""
+# optimum's dynamic-int8 recipe per device class: the one ONNX Runtime's kernels on that class expect
+# (x86-avx2: uint8 weights, the others int8).
+_DYNAMIC_RECIPES = {"arm64": "arm64", "x86-avx2": "avx2", "x86-avx512": "avx512", "x86-avx512-vnni": "avx512_vnni"}
+
+
+def _dynamic_quantization_config(device: str, per_channel: bool) -> Any:
+    """optimum's AutoQuantizationConfig for the target's device class, whatever CPU exports it."""
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    from edgedistill.host import host_info
+    from edgedistill.devices import resolve_device
 
-    isa = set(host_info()["isa"])
-    if "avx512_vnni" in isa:
-        factory = AutoQuantizationConfig.avx512_vnni
-    elif "avx512f" in isa:
-        factory = AutoQuantizationConfig.avx512
-    elif "avx2" in isa:
-        factory = AutoQuantizationConfig.avx2
-    else:
-        factory = AutoQuantizationConfig.arm64
+    factory = getattr(AutoQuantizationConfig, _DYNAMIC_RECIPES[resolve_device(device)])
     return factory(is_static=False, per_channel=per_channel)
 
 
@@ -102,7 +100,8 @@ class OnnxBackend:
             elif target.precision == "fp16":
                 self._to_fp16(exported, final)
             elif target.precision == "int8-dynamic":
-                self._quantize_dynamic(exported, final, bool(options.per_channel), fused=options.fused)
+                self._quantize_dynamic(exported, final, bool(options.per_channel), fused=options.fused,
+                                       device=target.device)
             else:
                 self._quantize_static(model_dir, exported, final, calibration, options)
         return [final]
@@ -175,7 +174,7 @@ class OnnxBackend:
         onnx.save(converted, str(final))
 
     @staticmethod
-    def _quantize_dynamic(model: Path, final: Path, per_channel: bool, fused: bool) -> None:
+    def _quantize_dynamic(model: Path, final: Path, per_channel: bool, fused: bool, device: str) -> None:
         if fused:
             import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -186,7 +185,7 @@ class OnnxBackend:
         from optimum.onnxruntime import ORTQuantizer
 
         quantizer = ORTQuantizer.from_pretrained(model.parent, file_name=model.name)
-        written = quantizer.quantize(_isa_quantization_config(per_channel), model.parent / "q",
+        written = quantizer.quantize(_dynamic_quantization_config(device, per_channel), model.parent / "q",
                                      file_suffix=None)
         shutil.copy2(Path(written) / MODEL_FILE, final)
 

@@ -170,6 +170,11 @@ def _measure(item: BenchItem, eval_file: Path, settings: BenchSettings, scratch:
         info = json.loads((item.path / "artifact.json").read_text()) if item.kind == "artifact" else None
         if info is not None:  # graph rewrites change the work done: reports say which artifacts carry one
             row["cls_only_last_layer"] = bool(info["target"].get("cls_only_last_layer", False))
+            device = (info.get("device") or {}).get("target")
+            if device:  # built for another class than this host: the latency is this host's, not the device's
+                from edgedistill.devices import host_device
+
+                row["device"], row["bench_host_device"] = device, host_device()
             structure = info.get("structure") or {}
             for key in ("integer", "xnnpack"):  # what runs in int8, and where (edgedistill/quant_report.py)
                 if key in structure:

@@ -81,7 +81,7 @@ def _model_file(kind: str, path: Path) -> Path:
 
 def build_onnx_peer(model_dir: Path, out: Path, isa: str) -> Path:
     """optimum-cli export + optimum-cli quantize, exactly as their documentation shows."""
-    from edgedistill.export import copy_side_files  # build time only: the peer's runner stays import-light
+    from edgedistill.model_files import copy_side_files
 
     cli = str(Path(sys.executable).with_name("optimum-cli"))
     export_dir = out.with_name(out.name + "-fp32")
@@ -102,7 +102,7 @@ def build_tflite_peer(model_dir: Path, out: Path, seq: int) -> Path:
     from ai_edge_quantizer import quantizer, recipe
     from transformers import AutoModelForSequenceClassification
 
-    from edgedistill.export import copy_side_files
+    from edgedistill.model_files import copy_side_files
 
     out.mkdir(parents=True, exist_ok=True)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()

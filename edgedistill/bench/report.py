@@ -31,6 +31,11 @@ def _pct(value: Any) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def _elsewhere(row: dict[str, Any]) -> bool:
+    """The artifact was built for another device class than the host that timed it."""
+    return bool(row.get("device")) and row.get("device") != row.get("bench_host_device")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     host = report["host"]
@@ -54,6 +59,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         if row.get("latency_note"):
             noisy = " (n/a: emulated†)"
         pruned = "‡" if row.get("cls_only_last_layer") else ""
+        pruned += "§" if _elsewhere(row) else ""
         lines.append(
             f"| {row['name']}{pruned} | {row['backend']} | {row['precision']} "
             f"| {_fmt(row.get('size_bytes', 0) / _MB, '.1f')} "
@@ -81,6 +87,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     if any(row.get("cls_only_last_layer") for row in report["rows"]):
         lines += ["‡ Exported with the last encoder layer computing the [CLS] row only (`cls_only_last_layer`, the "
                   "one row the classifier reads): the same logits with less work than the checkpoint's full graph.", ""]
+    elsewhere = sorted({f"{row['device']} ({row['backend']})" for row in report["rows"] if _elsewhere(row)})
+    if elsewhere:
+        host_class = next(row["bench_host_device"] for row in report["rows"] if _elsewhere(row))
+        lines += [f"§ Built for another device class than this {host_class} host ({', '.join(elsewhere)}): the "
+                  "latency is this host's, not the device's.", ""]
     notes = sorted({f"{row['backend']}: {row['latency_note']}" for row in report["rows"] if row.get("latency_note")})
     if notes:
         lines += ["† No latency for these rows, by design: " + "; ".join(notes) + ". Their accuracy and "
@@ -119,7 +130,8 @@ def _write_csv(report: dict[str, Any], path: Path) -> None:
     fields = ["name", "role", "backend", "precision", "status", "batch", "seq", "p50_ms", "p90_ms", "p99_ms",
               "mean_ms", "std_ms", "first_ms", "n", "throughput_per_s", "noisy", "bucket", "accuracy", "f1_macro",
               "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
-              "parameters", "peak_rss_mb", "load_s", "threads", "int8_mac_fraction", "error"]
+              "parameters", "peak_rss_mb", "load_s", "threads", "int8_mac_fraction", "device", "bench_host_device",
+              "error"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
