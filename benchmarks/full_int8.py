@@ -59,7 +59,7 @@ def main() -> None:
              or i.path.name in wanted]
     settings = BenchSettings(threads=config.threads, batch_sizes=(1,), seq_lengths=(128,), max_length=128,
                              real_samples=100)
-    report = run_bench(items, data.eval.texts, data.eval.labels, settings, out)
+    report = run_bench(items, data.eval.inputs, data.eval.labels, settings, out)
     report["exports"] = {name: {k: v for k, v in e.items() if k != "files"} for name, e in exports.items()}
     write_report(report, out)
     rows = {r["name"]: r for r in report["rows"]}

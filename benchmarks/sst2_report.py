@@ -44,7 +44,7 @@ def main() -> None:
     settings = BenchSettings(threads=config.threads, max_length=128)
     wanted = {f"student-{t.name}" for t in targets}
     items = [i for i in discover([workdir]) if i.kind == "checkpoint" or i.path.name in wanted]
-    report = run_bench(items, data.eval.texts, data.eval.labels, settings, Path(args.out))
+    report = run_bench(items, data.eval.inputs, data.eval.labels, settings, Path(args.out))
     report["exports"] = {name: {k: v for k, v in e.items() if k != "files"} for name, e in exports.items()}
     write_report(report, Path(args.out))
     rows = {r["name"]: r for r in report["rows"]}

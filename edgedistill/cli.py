@@ -246,7 +246,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise EdgeDistillError(f"nothing to benchmark in {', '.join(map(str, paths))}: no teacher/, student/, "
                                "baseline/ or artifacts/*/artifact.json")
     data = load_task_data(config.data, seed=config.seed)
-    texts = data.eval.texts[: args.eval_samples] if args.eval_samples else data.eval.texts
+    texts = data.eval.inputs[: args.eval_samples] if args.eval_samples else data.eval.inputs
     flags = {"batch_sizes": args.batch_sizes and list(args.batch_sizes),
              "seq_lengths": args.seq_lengths and list(args.seq_lengths),
              "real_samples": args.real_samples, "min_time": args.min_time}

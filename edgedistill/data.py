@@ -27,6 +27,16 @@ EVAL_NAMES = ("dev", "validation", "eval", "test")
 _HUB_ALIASES = {"sst2": ("glue", "sst2")}
 
 
+# One row as a tokenizer takes it: a sentence, or a (sentence, pair) tuple. A list of them is one batch call
+# (Hugging Face tokenizers encode a list of tuples as pairs); one of them goes through ``encode_one``.
+Example = str | tuple[str, str]
+
+
+def encode_one(tokenizer: Any, example: Example, **kwargs: Any) -> Any:
+    """Tokenize one row, a sentence or a sentence pair, as training encoded it."""
+    return tokenizer(*example, **kwargs) if isinstance(example, tuple) else tokenizer(example, **kwargs)
+
+
 @dataclass
 class Split:
     """One split of labelled text. ``labels`` are ids into the task's label names."""
@@ -39,6 +49,11 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    @property
+    def inputs(self) -> list[Example]:
+        """What a tokenizer takes for each row: the sentence, or the (sentence, pair) tuple of a pair task."""
+        return list(zip(self.texts, self.text_pairs)) if self.text_pairs is not None else list(self.texts)
 
     def subset(self, indices: Sequence[int]) -> Split:
         pairs = [self.text_pairs[i] for i in indices] if self.text_pairs is not None else None
@@ -57,13 +72,14 @@ class TaskData:
     fingerprint: str
     sources: list[str] = field(default_factory=list)
 
-    def calibration_texts(self, n: int, seed: int) -> list[str]:
-        """A seeded sample of training sentences for static-quantization calibration."""
+    def calibration_inputs(self, n: int, seed: int) -> list[Example]:
+        """A seeded sample of training rows (sentences, or sentence pairs) for static-quantization calibration."""
         if n < 1:
             raise DataError("the calibration sample needs at least one sentence (data.calibration_samples)")
         k = min(n, len(self.train))
         indices = random.Random(seed).sample(range(len(self.train)), k)
-        return [self.train.texts[i] for i in indices]
+        inputs = self.train.inputs
+        return [inputs[i] for i in indices]
 
     def summary(self) -> dict[str, Any]:
         def describe(split: Split) -> dict[str, Any]:

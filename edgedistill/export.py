@@ -60,7 +60,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{model_dir} is not a save_pretrained model folder (no config.json)")
     backend = get_backend(target.backend)
-    calibration = Calibration(data.calibration_texts(calibration_samples, seed), max_length) \
+    calibration = Calibration(data.calibration_inputs(calibration_samples, seed), max_length) \
         if target.precision == "int8-static" else None
     log.info("export %s: %s %s from %s", target.name, target.backend, target.precision, model_dir)
     with atomic_directory(out) as tmp:
@@ -121,7 +121,7 @@ def _worst_layers(backend: Any, artifact: Artifact, model_dir: Path, data: TaskD
     from edgedistill.quant_report import worst_summary
 
     try:
-        rows = backend.layer_errors(artifact, model_dir, data.eval.texts[:LAYER_ERROR_SAMPLES], max_length, threads)
+        rows = backend.layer_errors(artifact, model_dir, data.eval.inputs[:LAYER_ERROR_SAMPLES], max_length, threads)
     except Exception as exc:  # a diagnostic must not hide the gate's own verdict
         return f" (per-layer analysis failed: {type(exc).__name__}: {exc})"
     return (f" Worst quantized tensors (SQNR on {min(len(data.eval.texts), LAYER_ERROR_SAMPLES)} eval sentences; "
@@ -140,7 +140,7 @@ def layer_error_table(path: Path, data: TaskData, *, threads: int, samples: int,
     source = Path(artifact.info["source"]["path"])
     if not source.is_dir():
         raise EdgeDistillError(f"{path}: its source model {source} is not there; per-layer error compares with it")
-    rows = backend.layer_errors(artifact, source, data.eval.texts[:samples], artifact.info.get("max_length", 128),
+    rows = backend.layer_errors(artifact, source, data.eval.inputs[:samples], artifact.info.get("max_length", 128),
                                 threads)
     return (f"Per-tensor quantization error of {path} ({artifact.target.name}) against its float source, on "
             f"{min(samples, len(data.eval.texts))} eval sentences, worst first:\n\n" + render_table(rows, limit))

@@ -140,9 +140,9 @@ def plan_outlier_split(model_dir: Path, cls_only_last_layer: bool, calibration: 
     from edgedistill.models import load_for_export
 
     model = load_for_export(model_dir, cls_only_last_layer)
-    plan = find_outlier_channels(model, AutoTokenizer.from_pretrained(model_dir), calibration.texts,
+    plan = find_outlier_channels(model, AutoTokenizer.from_pretrained(model_dir), calibration.inputs,
                                  calibration.max_length, ratio)
-    write_json_atomic(Path(out_dir) / PLAN_FILE, {"ratio": ratio, "calibration_sentences": len(calibration.texts),
+    write_json_atomic(Path(out_dir) / PLAN_FILE, {"ratio": ratio, "calibration_sentences": len(calibration.inputs),
                                                   "channels": plan})
     return plan
 

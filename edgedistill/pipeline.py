@@ -171,7 +171,7 @@ def run_bench_stage(config: Config, *, force: bool = False) -> dict[str, Any]:
         return {"path": str(out), "cached": True, "key": key, "files": file_records(out)}
     settings = settings_from(b, threads=config.threads, max_length=config.data.max_length,
                              eval_rows=len(data.eval))
-    report = run_bench(items, data.eval.texts, data.eval.labels, settings, out)
+    report = run_bench(items, data.eval.inputs, data.eval.labels, settings, out)
     write_report(report, out)
     write_stage(out, "bench", key, {"items": list(inputs["items"])})
     log.info("bench: report written to %s", out / "report.md")

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgedistill.backends.base import ParityError, Runner
 from edgedistill.config import TargetConfig, Tolerance
+from edgedistill.data import Example
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-4),
@@ -48,11 +49,12 @@ class ParityReport:
         return asdict(self)
 
 
-def padded_batches(texts: list[str], tokenizer: Any, max_length: int, batch_size: int = 16
+def padded_batches(inputs: list[Example], tokenizer: Any, max_length: int, batch_size: int = 16
                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(input_ids, attention_mask) int64 batches, each padded to its own longest row."""
-    for start in range(0, len(texts), batch_size):
-        encoded = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+    """(input_ids, attention_mask) int64 batches of sentences or sentence pairs, each padded to its own
+    longest row."""
+    for start in range(0, len(inputs), batch_size):
+        encoded = tokenizer(inputs[start:start + batch_size], padding=True, truncation=True,
                             max_length=max_length, return_tensors="np", return_token_type_ids=False)
         yield encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
 
@@ -104,7 +106,7 @@ def check_parity(source_dir: Any, artifact: Runner, target: TargetConfig, data: 
 
     from edgedistill.backends.pytorch import PyTorchRunner
 
-    texts = data.eval.texts[:verify_samples] if verify_samples else data.eval.texts
-    batches = list(padded_batches(texts, AutoTokenizer.from_pretrained(source_dir), max_length))
-    return compare(PyTorchRunner(source_dir, threads), artifact, batches, data.eval.labels[: len(texts)],
+    inputs = data.eval.inputs[:verify_samples] if verify_samples else data.eval.inputs
+    batches = list(padded_batches(inputs, AutoTokenizer.from_pretrained(source_dir), max_length))
+    return compare(PyTorchRunner(source_dir, threads), artifact, batches, data.eval.labels[: len(inputs)],
                    tolerance_for(target.precision, target.tolerance))

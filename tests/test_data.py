@@ -64,9 +64,9 @@ def test_eval_split_carved_from_train_is_seeded_and_disjoint(tmp_path):
 def test_subsampling_and_calibration_sample_are_seeded(toy_data_dir):
     data = load_task_data(cfg(toy_data_dir, max_train_samples=10), seed=3)
     assert len(data.train) == 10
-    assert data.calibration_texts(5, seed=1) == data.calibration_texts(5, seed=1)
-    assert len(data.calibration_texts(500, seed=1)) == 10
-    assert set(data.calibration_texts(5, seed=1)) <= set(data.train.texts)
+    assert data.calibration_inputs(5, seed=1) == data.calibration_inputs(5, seed=1)
+    assert len(data.calibration_inputs(500, seed=1)) == 10
+    assert set(data.calibration_inputs(5, seed=1)) <= set(data.train.texts)
 
 
 def test_encode_leaves_padding_to_the_collator(toy_data_dir, tiny_tokenizer_dir):

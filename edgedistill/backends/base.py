@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgedistill.config import TargetConfig
+from edgedistill.data import Example
 from edgedistill.errors import ConfigError, EdgeDistillError, ModelError, require
 
 ARTIFACT_FILE = "artifact.json"
@@ -44,9 +45,10 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
 
 @dataclass(frozen=True)
 class Calibration:
-    """Real task text for static quantization, and the sequence length it is tokenized to."""
+    """Real task text for static quantization (sentences, or sentence-pair tuples), and the sequence length
+    it is tokenized to."""
 
-    texts: list[str]
+    inputs: list[Example]
     max_length: int
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from edgedistill.backends.base import Artifact, Calibration, InputTooLongError, check_precision
 from edgedistill.config import TargetConfig
+from edgedistill.data import encode_one
 from edgedistill.errors import ConfigError, ExportError, ModelError
 
 log = logging.getLogger("edgedistill.coreml")
@@ -112,7 +113,7 @@ class CoreMLBackend:
         options = _options(target)
         mlmodel = self._convert(model_dir, target.precision, options, target.cls_only_last_layer)
         if target.precision == "int8-static":
-            if calibration is None or not calibration.texts:
+            if calibration is None or not calibration.inputs:
                 raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
                                   "(data.calibration_samples, and a non-empty train split)")
             mlmodel = _quantize_activations(mlmodel, model_dir, options, calibration)
@@ -234,8 +235,8 @@ def _quantize_activations(mlmodel: Any, model_dir: Path, options: dict[str, Any]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     buckets = options["buckets"]
     samples = []
-    for text in calibration.texts:
-        ids = tokenizer(text, truncation=True, max_length=buckets[-1])["input_ids"]
+    for example in calibration.inputs:
+        ids = encode_one(tokenizer, example, truncation=True, max_length=buckets[-1])["input_ids"]
         bucket = next(b for b in buckets if b >= len(ids))
         row, mask = np.zeros((1, bucket), np.int32), np.zeros((1, bucket), np.int32)
         row[0, : len(ids)], mask[0, : len(ids)] = ids, 1

@@ -32,6 +32,7 @@ import numpy as np
 
 from edgedistill.backends.base import Artifact, Calibration, check_precision, require_full_integer
 from edgedistill.config import TargetConfig
+from edgedistill.data import Example
 from edgedistill.errors import ConfigError, ExportError, ModelError
 from edgedistill.quant_report import TensorError
 from edgedistill.target_options import OnnxOptions, target_options
@@ -117,10 +118,10 @@ class OnnxBackend:
 
         return {"integer": integer_coverage(model_files[0])}
 
-    def layer_errors(self, artifact: Artifact, source_dir: Path, texts: list[str], max_length: int,
+    def layer_errors(self, artifact: Artifact, source_dir: Path, inputs: list[Example], max_length: int,
                      threads: int) -> list[TensorError]:
         """Per-tensor quantization error of a QDQ (int8-static) artifact against a fresh fp32 export of its
-        source, on ``texts``."""
+        source, on ``inputs`` (sentences or sentence pairs)."""
         from transformers import AutoTokenizer
 
         from edgedistill.backends.onnx_quant import layer_errors
@@ -131,7 +132,7 @@ class OnnxBackend:
         options = target_options(target)
         with tempfile.TemporaryDirectory(prefix="edgedistill-onnx-ref-") as scratch:
             reference = self._export_fp32(source_dir, Path(scratch), options, target.cls_only_last_layer)
-            batches = padded_batches(texts, AutoTokenizer.from_pretrained(source_dir), max_length)
+            batches = padded_batches(inputs, AutoTokenizer.from_pretrained(source_dir), max_length)
             return layer_errors(artifact.path / MODEL_FILE, reference, batches, threads)
 
     # -- steps --------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ class OnnxBackend:
                                               quantize_static)
         from transformers import AutoTokenizer
 
-        if calibration is None or not calibration.texts:
+        if calibration is None or not calibration.inputs:
             raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
                               "(data.calibration_samples, and a non-empty train split)")
         graph = onnx.load(str(model), load_external_data=False).graph
@@ -212,8 +213,8 @@ class OnnxBackend:
         # batches need one shape (batches padded to their own longest row made them abort).
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         batches = []
-        for start in range(0, len(calibration.texts), options.calibration_samples_per_batch):
-            encoded = tokenizer(calibration.texts[start:start + options.calibration_samples_per_batch],
+        for start in range(0, len(calibration.inputs), options.calibration_samples_per_batch):
+            encoded = tokenizer(calibration.inputs[start:start + options.calibration_samples_per_batch],
                                 padding="max_length", truncation=True, max_length=calibration.max_length,
                                 return_tensors="np", return_token_type_ids=False)
             batches.append({k: encoded[k].astype(np.int64) for k in ("input_ids", "attention_mask")
@@ -256,7 +257,7 @@ class OnnxBackend:
                                "OpTypesToExcludeOutputQuantization": [] if options.quantize_outputs
                                else list(options.quantize_ops)})
         except ValueError as exc:  # a calibrator refusing a tensor's value range
-            raise ExportError(f"{options.calibration} calibration failed on {len(calibration.texts)} sentences "
+            raise ExportError(f"{options.calibration} calibration failed on {len(calibration.inputs)} sentences "
                               f"({exc}); try calibration: minmax, or fewer quantize_ops") from None
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from edgedistill.backends.base import (Artifact, Calibration, InputTooLongError, check_precision,
                                        require_full_integer)
 from edgedistill.config import TargetConfig
+from edgedistill.data import Example, encode_one
 from edgedistill.errors import ConfigError, ExportError, ModelError
 from edgedistill.quant_report import TensorError
 from edgedistill.target_options import TFLiteOptions, target_options
@@ -193,7 +194,7 @@ class TFLiteBackend:
                out_dir: Path) -> list[Path]:
         check_precision(self, target)
         options = target_options(target)
-        if target.precision == "int8-static" and (calibration is None or not calibration.texts):
+        if target.precision == "int8-static" and (calibration is None or not calibration.inputs):
             raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
                               "(data.calibration_samples, and a non-empty train split)")
         final = out_dir / MODEL_FILE
@@ -232,7 +233,7 @@ class TFLiteBackend:
             structure["outlier_split"] = split
         return structure
 
-    def layer_errors(self, artifact: Artifact, source_dir: Path, texts: list[str], max_length: int,
+    def layer_errors(self, artifact: Artifact, source_dir: Path, inputs: list[Example], max_length: int,
                      threads: int) -> list[TensorError]:
         """Per-tensor quantization error of a full-integer artifact against a fresh fp32 conversion of its
         source, every text padded to one bucket (the smallest that holds the longest)."""
@@ -245,8 +246,8 @@ class TFLiteBackend:
         require_full_integer(target)
         options = target_options(target)
         tokenizer = AutoTokenizer.from_pretrained(source_dir)
-        encoded = [tokenizer(t, truncation=True, max_length=min(max_length, options.buckets[-1]))["input_ids"]
-                   for t in texts]
+        longest = min(max_length, options.buckets[-1])
+        encoded = [encode_one(tokenizer, x, truncation=True, max_length=longest)["input_ids"] for x in inputs]
         bucket = next((b for b in options.buckets if b >= max(map(len, encoded))), options.buckets[-1])
         feeds = []
         for ids in encoded:
@@ -343,8 +344,8 @@ def _calibration_data(model_dir: Path, options: TFLiteOptions, calibration: Cali
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     buckets, batch = options.buckets, options.batch
     data: dict[str, list[dict[str, np.ndarray]]] = {signature_name(b): [] for b in buckets}
-    for text in calibration.texts:
-        ids = tokenizer(text, truncation=True, max_length=buckets[-1])["input_ids"]
+    for example in calibration.inputs:
+        ids = encode_one(tokenizer, example, truncation=True, max_length=buckets[-1])["input_ids"]
         bucket = next(b for b in buckets if b >= len(ids))
         row_ids = np.zeros((batch, bucket), dtype=np.int32)
         row_mask = np.zeros((batch, bucket), dtype=np.int32)

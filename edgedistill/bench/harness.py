@@ -126,7 +126,7 @@ def count_parameters(model_dir: Path) -> int:
     return int(sum(np.prod(t["shape"]) for name, t in header.items() if name != "__metadata__"))
 
 
-def run_bench(items: list[BenchItem], texts: list[str], labels: list[int], settings: BenchSettings,
+def run_bench(items: list[BenchItem], texts: list[Any], labels: list[int], settings: BenchSettings,
               out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Measure every item in its own process; return the report (schema ``SCHEMA``)."""
     from tqdm import tqdm

@@ -30,8 +30,9 @@ def _tokenizer(path: Path, max_length: int) -> Any:
     return tokenizer
 
 
-def _batch(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    encodings = tokenizer.encode_batch(texts)
+def _batch(tokenizer: Any, texts: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Sentences, or sentence pairs (two-item lists, as JSON carries tuples), encoded as training did."""
+    encodings = tokenizer.encode_batch([tuple(t) if isinstance(t, list) else t for t in texts])
     width = max(len(e.ids) for e in encodings)
     ids = np.zeros((len(texts), width), dtype=np.int64)
     mask = np.zeros((len(texts), width), dtype=np.int64)

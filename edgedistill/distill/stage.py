@@ -130,7 +130,7 @@ def _initial_student(config: Config, role: str, teacher: Any, data: TaskData, in
         split = {}
         if d.qat.outlier_split_ratio:
             split = find_outlier_channels(student, AutoTokenizer.from_pretrained(init_dir),
-                                          data.calibration_texts(config.data.calibration_samples, config.seed),
+                                          data.calibration_inputs(config.data.calibration_samples, config.seed),
                                           config.data.max_length, d.qat.outlier_split_ratio)
         student = prepare_qat(split_outlier_channels(student, split))
         layer_map = getattr(student.config, "edgedistill", {}).get("layer_map")
