@@ -20,12 +20,16 @@ _EPILOG = """\
 The stages, in order (each reads what the one before wrote under the workdir):
   run       all of them: teacher -> distill -> export + verify -> bench -> report (cached, resumable)
   teacher   load or fine-tune the BERT teacher             -> <workdir>/teacher/
-  distill   DistilBERT-style student + no-teacher baseline -> <workdir>/student/, <workdir>/baseline/
+  distill   DistilBERT-style student, its quantization-aware twin, the no-teacher baseline
+                                                           -> <workdir>/student/, qat/, baseline/
   export    one model, one target -> a verified artifact folder (model files, tokenizer, artifact.json)
   verify    re-check an artifact: file hashes, then parity against its source model
   targets   list the target profiles in targets/
   bench     latency, memory, size and accuracy of every model, each in its own process -> report
   compare   two reports side by side
+Tools:
+  data      load and summarize a data set (splits, label counts) without training
+  config    print the commented default configuration, or the one your options resolve to
 
 Examples:
   edgedistill run --data ../shared/data/sst2               # the whole pipeline on the default config

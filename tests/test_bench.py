@@ -101,7 +101,10 @@ def test_tiny_bench_writes_every_output_and_survives_a_crash(tmp_path, bench_wor
         assert row["real_lengths"]["sentences"] == 10
     assert rows["student-pytorch-fp32"]["agreement_with_fp32_student"] == 1.0
     assert rows["student-onnx-fp32"]["max_logit_diff"] < 1e-4
-    assert rows["student-onnx-int8-dynamic"]["size_ratio_vs_fp32_student"] < 1.5
+    # (On a 32-wide model the int8 file is not smaller: scales and extra nodes outweigh the weights.)
+    int8, fp32 = rows["student-onnx-int8-dynamic"], rows["student-pytorch-fp32"]
+    assert int8["size_ratio_vs_fp32_student"] == round(int8["size_bytes"] / fp32["size_bytes"], 4)
+    assert int8["size_bytes"] == (Path(int8["path"]) / "model.onnx").stat().st_size
     assert rows["teacher-pytorch-fp32"]["speedup_vs_teacher"] == 1.0
     md = (tmp_path / "report.md").read_text()
     assert md.index("teacher-pytorch-fp32") < md.index("student-pytorch-fp32")

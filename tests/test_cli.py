@@ -37,7 +37,11 @@ def test_help_imports_nothing_heavy(verb):
 
 def test_top_level_help_teaches_the_stages():
     out = run_cli("--help").stdout
-    assert "teacher" in out and "Examples:" in out and "--help" in out
+    for verb in ("run", "teacher", "distill", "export", "verify", "bench", "compare", "targets", "data", "config"):
+        assert f"\n  {verb} " in out, verb  # every verb listed with what it does
+        if verb not in ("compare", "targets", "config", "data"):
+            assert f"edgedistill {verb} " in out.split("Examples:")[1], verb  # and an example
+    assert "Examples:" in out and "edgedistill VERB --help" in out
 
 
 def test_config_prints_the_commented_default_and_resolves_overrides():
