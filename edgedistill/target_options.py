@@ -1,4 +1,4 @@
-"""Typed options of the ONNX and TFLite targets, checked when a target is built (config load, profile load).
+"""Typed options of the ONNX, TFLite and Core ML targets, checked when a target is built (config load, profile load).
 
 A target's ``options`` mapping is parsed by its backend's model here: unknown keys, wrong types, op
 types the backend's quantizer does not know, and mixed-precision choices that contradict the precision
@@ -36,6 +36,15 @@ TFLITE_QUANTIZABLE_OPS = (
 )
 
 
+# The precisions each backend builds (its exporter's handlers); a target asking another is refused at load.
+BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "pytorch": ("fp32",),
+    "onnx": ("fp32", "fp16", "int8-dynamic", "int8-static"),
+    "tflite": ("fp32", "fp16", "int8-dynamic", "int8-weights", "int8-static"),
+    "coreml": ("fp32", "fp16", "int8-weights", "int8-static", "palettize-6", "palettize-4"),
+}
+
+
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,6 +56,14 @@ class _Options(BaseModel):
         if misplaced and precision != "int8-static":
             raise ValueError(f"{', '.join(misplaced)} set on a {precision} target: these choose what a "
                              "full-integer model keeps in float or 16 bits; they need precision int8-static")
+
+
+def _sorted_buckets(buckets: list[int]) -> list[int]:
+    """Sequence buckets of a fixed-shape backend: distinct lengths of at least 2, sorted."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[0] < 2 or len(set(buckets)) != len(buckets):
+        raise ValueError(f"buckets must be distinct lengths >= 2, got {buckets}")
+    return buckets
 
 
 def _known_ops(ops: list[str], known: tuple[str, ...], key: str) -> list[str]:
@@ -132,10 +149,7 @@ class TFLiteOptions(_Options):
     @field_validator("buckets")
     @classmethod
     def _buckets(cls, buckets: list[int]) -> list[int]:
-        buckets = sorted(buckets)
-        if not buckets or buckets[0] < 2 or len(set(buckets)) != len(buckets):
-            raise ValueError(f"buckets must be distinct lengths >= 2, got {buckets}")
-        return buckets
+        return _sorted_buckets(buckets)
 
     @field_validator("quantize_ops", "int16_ops", "symmetric_ops")
     @classmethod
@@ -155,13 +169,55 @@ class TFLiteOptions(_Options):
                              "symmetric_ops is for int8")
 
 
-_MODELS: dict[str, type[_Options]] = {"onnx": OnnxOptions, "tflite": TFLiteOptions}
+# Op types coremltools' activation quantization can surround with quantize/dequantize pairs.
+COREML_ACTIVATION_OPS = ("linear", "add", "conv", "avg_pool", "max_pool")
+
+
+class CoreMLOptions(_Options):
+    """Core ML: the package's shapes and deployment target, weight compression, and W8A8's activation recipe."""
+
+    STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"activation_ops", "activation_mode", "quantize_outputs"})
+
+    buckets: list[int] = Field(default_factory=lambda: [32, 64, 128])
+    # enumerated: exactly the bucket lengths (needs iOS18); range: any length up to the largest bucket.
+    shapes: Literal["enumerated", "range"] = "enumerated"
+    compute_units: Literal["ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"] = "ALL"
+    deployment_target: Literal["iOS16", "iOS17", "iOS18"] = "iOS18"
+    # Compress only weight tensors with at least this many elements (vectors and scalars stay fp16).
+    weight_threshold: int = Field(2048, ge=1)
+    overflow: Literal["truncate", "refuse"] = "truncate"
+    # Palettization: one look-up table per this many output channels (iOS18); unset: one per tensor.
+    palette_group_size: int | None = Field(None, ge=1)
+    activation_ops: list[Literal["linear", "add", "conv", "avg_pool", "max_pool"]] = Field(
+        default_factory=lambda: ["linear"])
+    activation_mode: Literal["linear", "linear_symmetric"] = "linear"
+    quantize_outputs: bool = False
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, buckets: list[int]) -> list[int]:
+        return _sorted_buckets(buckets)
+
+    def check_precision(self, precision: str) -> None:
+        super().check_precision(precision)
+        if self.shapes == "enumerated" and self.deployment_target != "iOS18":
+            raise ValueError(f"enumerated shapes on two inputs need deployment_target iOS18 (coremltools refuses "
+                             f"them below); use shapes: range for {self.deployment_target}")
+        if self.palette_group_size is not None and self.deployment_target != "iOS18":
+            raise ValueError("palette_group_size (a look-up table per group of output channels) needs "
+                             "deployment_target iOS18")
+
+
+_MODELS: dict[str, type[_Options]] = {"onnx": OnnxOptions, "tflite": TFLiteOptions, "coreml": CoreMLOptions}
 
 
 def parse_options(backend: str, precision: str, options: dict[str, Any]) -> _Options | None:
-    """The typed options of a target, or None for a backend that checks its own (pytorch, coreml).
+    """The typed options of a target, or None for a backend that takes none (pytorch).
 
     Raises ``ValueError`` (inside pydantic validation) or :class:`ConfigError` naming the key."""
+    if precision not in BACKEND_PRECISIONS[backend]:
+        raise ConfigError(f"precision {precision!r} is not built by the {backend} backend; it builds: "
+                          f"{', '.join(BACKEND_PRECISIONS[backend])}")
     model = _MODELS.get(backend)
     if model is None:
         return None

@@ -175,7 +175,7 @@ def test_option_errors_name_the_problem(tmp_path, tiny_student_dir, data):
     with pytest.raises(ConfigError, match="enumerated shapes on two inputs need deployment_target iOS18"):
         export_target(tiny_student_dir, tiny_target("coreml-fp16", deployment_target="iOS16"), data,
                       tmp_path / "a", max_length=16, threads=1, calibration_samples=0, seed=0)
-    with pytest.raises(ConfigError, match="compute_units must be one of ALL, CPU_ONLY"):
+    with pytest.raises(ConfigError, match="options.compute_units: Input should be 'ALL', 'CPU_ONLY'"):
         export_target(tiny_student_dir, tiny_target("coreml-fp16", compute_units="GPU"), data,
                       tmp_path / "b", max_length=16, threads=1, calibration_samples=0, seed=0)
     with pytest.raises(ExportError, match="no weights were quantized to int8 .* weight_threshold \\(100000\\)"):

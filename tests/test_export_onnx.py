@@ -163,8 +163,10 @@ def test_bad_targets_are_named():
         load_target("onnx-int4")
     from edgedistill.backends.onnx import OnnxBackend
 
+    with pytest.raises(ValueError, match="target x: precision 'palettize-4' is not built by the onnx backend"):
+        TargetConfig(name="x", backend="onnx", precision="palettize-4")  # refused when the target is built
+    unchecked = TargetConfig.model_construct(name="x", backend="onnx", precision="palettize-4", options={})
     with pytest.raises(ConfigError, match="the onnx backend has no precision 'palettize-4'; choose one of"):
-        OnnxBackend().export(Path("."), TargetConfig(name="x", backend="onnx", precision="palettize-4"), None,
-                             Path("."))
+        OnnxBackend().export(Path("."), unchecked, None, Path("."))  # and again by the backend itself
     with pytest.raises(ValueError, match=r"target x: unknown onnx option 'fuse'; valid: fused, per_channel"):
         TargetConfig(name="x", backend="onnx", options={"fuse": True})  # refused when the target is built

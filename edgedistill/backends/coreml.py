@@ -42,75 +42,23 @@ from edgedistill.backends.base import Artifact, Calibration, InputTooLongError, 
 from edgedistill.config import TargetConfig
 from edgedistill.data import encode_one
 from edgedistill.errors import ConfigError, ExportError, ModelError
+from edgedistill.target_options import BACKEND_PRECISIONS, COREML_ACTIVATION_OPS, CoreMLOptions, target_options
 
 log = logging.getLogger("edgedistill.coreml")
 
 MODEL_FILE = "model.mlpackage"
-DEFAULT_BUCKETS = (32, 64, 128)
-COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
-DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18")
-_OPTIONS = {"buckets", "shapes", "compute_units", "deployment_target", "weight_threshold", "overflow",
-            "palette_group_size", "activation_ops", "activation_mode", "quantize_outputs"}
-# Op types coremltools' activation quantization can surround with quantize/dequantize pairs.
-ACTIVATION_OPS = ("linear", "add", "conv", "avg_pool", "max_pool")
-ACTIVATION_MODES = ("linear", "linear_symmetric")
 EMULATION_NOTE = ("Core ML numerics emulated on Linux by a numpy interpreter of the saved ML Program; "
                   "Core ML latency needs macOS")
 
 
-def _options(target: TargetConfig) -> dict[str, Any]:
-    options = dict(target.options)
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise ConfigError(f"target {target.name}: unknown coreml options {sorted(unknown)}; "
-                          f"valid: {', '.join(sorted(_OPTIONS))}")
-    buckets = sorted(int(b) for b in options.get("buckets", DEFAULT_BUCKETS))
-    if not buckets or buckets[0] < 2 or len(set(buckets)) != len(buckets):
-        raise ConfigError(f"target {target.name}: buckets must be distinct lengths >= 2, got {buckets}")
-    choices = {"shapes": ("enumerated", "range"), "compute_units": COMPUTE_UNITS,
-               "deployment_target": DEPLOYMENT_TARGETS, "overflow": ("truncate", "refuse")}
-    resolved = {"shapes": "enumerated", "compute_units": "ALL", "deployment_target": "iOS18",
-                "overflow": "truncate"}
-    for key, valid in choices.items():
-        value = options.get(key, resolved[key])
-        if value not in valid:
-            raise ConfigError(f"target {target.name}: {key} must be one of {', '.join(valid)}, got {value!r}")
-        resolved[key] = value
-    if resolved["shapes"] == "enumerated" and resolved["deployment_target"] != "iOS18":
-        raise ConfigError(f"target {target.name}: enumerated shapes on two inputs need deployment_target "
-                          f"iOS18 (coremltools refuses them below); use shapes: range for "
-                          f"{resolved['deployment_target']}")
-    threshold = int(options.get("weight_threshold", 2048))
-    if threshold < 1:
-        raise ConfigError(f"target {target.name}: weight_threshold must be >= 1, got {threshold}")
-    group = options.get("palette_group_size")
-    if group is not None and (int(group) < 1 or resolved["deployment_target"] != "iOS18"):
-        raise ConfigError(f"target {target.name}: palette_group_size must be >= 1 and needs deployment_target "
-                          f"iOS18 (one look-up table per group of output channels), got {group}")
-    activation_ops = list(options.get("activation_ops", ["linear"]))
-    unknown = sorted(set(activation_ops) - set(ACTIVATION_OPS))
-    mode = options.get("activation_mode", "linear")
-    if unknown or mode not in ACTIVATION_MODES:
-        raise ConfigError(f"target {target.name}: activation_ops must be among {', '.join(ACTIVATION_OPS)} (got "
-                          f"{unknown or activation_ops}) and activation_mode one of {', '.join(ACTIVATION_MODES)}")
-    static_only = sorted({"activation_ops", "activation_mode", "quantize_outputs"} & set(options))
-    if target.precision != "int8-static" and static_only:
-        raise ConfigError(f"target {target.name}: {', '.join(static_only)} quantize activations; they need "
-                          f"precision int8-static, not {target.precision}")
-    return {**resolved, "buckets": buckets, "weight_threshold": threshold,
-            "palette_group_size": None if group is None else int(group),
-            "activation_ops": activation_ops, "activation_mode": mode,
-            "quantize_outputs": bool(options.get("quantize_outputs", False))}
-
-
 class CoreMLBackend:
     name = "coreml"
-    precisions = ("fp32", "fp16", "int8-weights", "int8-static", "palettize-6", "palettize-4")
+    precisions = BACKEND_PRECISIONS["coreml"]
 
     def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
                out_dir: Path) -> list[Path]:
         check_precision(self, target)
-        options = _options(target)
+        options = target_options(target)
         mlmodel = self._convert(model_dir, target.precision, options, target.cls_only_last_layer)
         if target.precision == "int8-static":
             if calibration is None or not calibration.inputs:
@@ -124,36 +72,36 @@ class CoreMLBackend:
         return [final]
 
     def load(self, artifact: Artifact, threads: int) -> CoreMLRunner | EmulatedCoreMLRunner:
-        options = _options(artifact.target)
+        options = target_options(artifact.target)
         package = artifact.path / MODEL_FILE
         if coreml_runtime_available():
-            return CoreMLRunner(package, options["compute_units"], options["overflow"])
-        return EmulatedCoreMLRunner(package, options["overflow"])
+            return CoreMLRunner(package, options.compute_units, options.overflow)
+        return EmulatedCoreMLRunner(package, options.overflow)
 
     def inspect(self, model_files: list[Path], target: TargetConfig) -> dict[str, Any]:
         """The spec's structure, checked against what the target asked for (raises on a mismatch)."""
         from edgedistill.backends.coreml_spec import check_structure, describe_package
 
         structure = describe_package(model_files[0])
-        problems = check_structure(structure, target.precision, _options(target))
+        problems = check_structure(structure, target.precision, target_options(target))
         if problems:
             raise ExportError(f"target {target.name}: the Core ML package is not what was asked for: "
                               + "; ".join(problems))
         if target.precision.startswith("int8"):
-            structure["integer"] = integer_coverage(model_files[0], _options(target)["buckets"][-1])
+            structure["integer"] = integer_coverage(model_files[0], target_options(target).buckets[-1])
         return structure
 
     @staticmethod
-    def _convert(model_dir: Path, precision: str, options: dict[str, Any], cls_only_last_layer: bool) -> Any:
+    def _convert(model_dir: Path, precision: str, options: CoreMLOptions, cls_only_last_layer: bool) -> Any:
         import coremltools as ct
         import torch
 
         from edgedistill.models import load_for_export, logits_only
 
-        buckets = options["buckets"]
+        buckets = options.buckets
         model = logits_only(load_for_export(model_dir, cls_only_last_layer))
         sample = (torch.zeros(1, buckets[-1], dtype=torch.int32), torch.ones(1, buckets[-1], dtype=torch.int32))
-        if options["shapes"] == "enumerated":
+        if options.shapes == "enumerated":
             shape: Any = ct.EnumeratedShapes(shapes=[(1, b) for b in buckets], default=(1, buckets[-1]))
         else:
             shape = (1, ct.RangeDim(lower_bound=1, upper_bound=buckets[-1], default=buckets[-1]))
@@ -166,24 +114,24 @@ class CoreMLBackend:
                         ct.TensorType("attention_mask", shape=shape, dtype=np.int32)],
                 outputs=[ct.TensorType("logits", dtype=np.float32)],
                 convert_to="mlprogram",
-                minimum_deployment_target=getattr(ct.target, options["deployment_target"]),
+                minimum_deployment_target=getattr(ct.target, options.deployment_target),
                 compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
             )
         except Exception as exc:  # tracing and conversion raise many types; all mean "did not convert"
             raise ExportError(f"coremltools could not convert {model_dir}: {type(exc).__name__}: {exc}") from None
 
     @staticmethod
-    def _compress(mlmodel: Any, precision: str, options: dict[str, Any]) -> Any:
+    def _compress(mlmodel: Any, precision: str, options: CoreMLOptions) -> Any:
         if precision not in ("int8-weights", "int8-static", "palettize-6", "palettize-4"):
             return mlmodel
         import coremltools.optimize.coreml as cto
 
-        threshold = options["weight_threshold"]
+        threshold = options.weight_threshold
         if precision in ("int8-weights", "int8-static"):
             op_config: Any = cto.OpLinearQuantizerConfig(mode="linear_symmetric", weight_threshold=threshold)
             compress = cto.linear_quantize_weights
         else:
-            group = options["palette_group_size"]
+            group = options.palette_group_size
             grouping = {"granularity": "per_grouped_channel", "group_size": group} if group else {}
             op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=int(precision[-1]), weight_threshold=threshold,
                                                **grouping)
@@ -216,7 +164,7 @@ class CoreMLBackend:
         metadata["edgedistill.source_sha256"] = source_hash(model_dir)
 
 
-def _quantize_activations(mlmodel: Any, model_dir: Path, options: dict[str, Any], calibration: Calibration) -> Any:
+def _quantize_activations(mlmodel: Any, model_dir: Path, options: CoreMLOptions, calibration: Calibration) -> Any:
     """W8A8's activation half: coremltools' ``linear_quantize_activations`` (int8, symmetric), calibrated on
     real task text by the numpy ML Program emulator instead of ``MLModel.predict``, which needs macOS.
 
@@ -233,7 +181,7 @@ def _quantize_activations(mlmodel: Any, model_dir: Path, options: dict[str, Any]
     from edgedistill.backends.mil_emulator import MILEmulator
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    buckets = options["buckets"]
+    buckets = options.buckets
     samples = []
     for example in calibration.inputs:
         ids = encode_one(tokenizer, example, truncation=True, max_length=buckets[-1])["input_ids"]
@@ -256,10 +204,10 @@ def _quantize_activations(mlmodel: Any, model_dir: Path, options: dict[str, Any]
         for sample in samples:
             emulator.run(sample, observe)
     config = cto.OptimizationConfig(op_type_configs={
-        op: cto.OpLinearQuantizerConfig(mode=options["activation_mode"]) if op in options["activation_ops"] else None
-        for op in ACTIVATION_OPS})
+        op: cto.OpLinearQuantizerConfig(mode=options.activation_mode) if op in options.activation_ops else None
+        for op in COREML_ACTIVATION_OPS})
     try:
-        if options["quantize_outputs"]:  # coremltools' own pass pipeline: pairs before and after each op
+        if options.quantize_outputs:  # coremltools' own pass pipeline: pairs before and after each op
             stats_function = "coremltools.optimize.coreml._post_training_quantization._get_activation_calibration_stats"
             with mock.patch(stats_function, lambda *_args, **_kwargs: ranges):
                 return cto.linear_quantize_activations(mlmodel, config, samples)

@@ -108,7 +108,7 @@ def declared_lengths(package: Path) -> list[int] | tuple[int, int]:
     return [int(ids["shape"][1])]
 
 
-def check_structure(structure: dict[str, Any], precision: str, options: dict[str, Any]) -> list[str]:
+def check_structure(structure: dict[str, Any], precision: str, options: Any) -> list[str]:
     """Every way the package differs from the target: I/O names and dtypes, shapes, weight precision."""
     problems = []
     inputs = {f["name"]: f for f in structure["inputs"]}
@@ -123,8 +123,8 @@ def check_structure(structure: dict[str, Any], precision: str, options: dict[str
     elif outputs["logits"]["dtype"] != "FLOAT32":
         problems.append(f"output logits is {outputs['logits']['dtype']}, expected FLOAT32")
     ids = inputs.get("input_ids", {})
-    buckets = options["buckets"]
-    if options["shapes"] == "enumerated":
+    buckets = options.buckets
+    if options.shapes == "enumerated":
         lengths = sorted(s[1] for s in ids.get("enumerated_shapes", []))
         if lengths != buckets:
             problems.append(f"enumerated sequence lengths {lengths}, expected the buckets {buckets}")
@@ -138,7 +138,7 @@ def check_structure(structure: dict[str, Any], precision: str, options: dict[str
         problems.append(f"{weights['float32']['tensors']} weight tensors left in float32")
     if precision == "int8-weights" and not any(compressed.get(op) for op in INT8_OPS):
         problems.append("no weights were quantized to int8 (no constexpr dequantize ops): is weight_threshold "
-                        f"({options['weight_threshold']}) above every weight's size?")
+                        f"({options.weight_threshold}) above every weight's size?")
     if precision == "int8-static":
         ops = structure["op_counts"]
         if not ops.get("quantize") or not ops.get("dequantize"):
@@ -149,7 +149,7 @@ def check_structure(structure: dict[str, Any], precision: str, options: dict[str
         nbits = precision.rsplit("-", 1)[1]
         if not any(compressed.get(op) for op in PALETTE_OPS):
             problems.append("no weights were palettized (no constexpr_lut_to_dense ops): is weight_threshold "
-                            f"({options['weight_threshold']}) above every weight's size?")
+                            f"({options.weight_threshold}) above every weight's size?")
         elif f"uint{nbits}" not in weights:
             problems.append(f"palette indices are not uint{nbits} (weights: {sorted(weights)})")
     return problems

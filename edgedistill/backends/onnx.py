@@ -35,7 +35,7 @@ from edgedistill.config import TargetConfig
 from edgedistill.data import Example
 from edgedistill.errors import ConfigError, ExportError, ModelError
 from edgedistill.quant_report import TensorError
-from edgedistill.target_options import OnnxOptions, target_options
+from edgedistill.target_options import BACKEND_PRECISIONS, OnnxOptions, target_options
 
 log = logging.getLogger("edgedistill.onnx")
 
@@ -85,7 +85,7 @@ class OnnxRunner:
 
 class OnnxBackend:
     name = "onnx"
-    precisions = ("fp32", "fp16", "int8-dynamic", "int8-static")
+    precisions = BACKEND_PRECISIONS["onnx"]
 
     def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
                out_dir: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from edgedistill.backends.base import Artifact, Calibration
 from edgedistill.config import TargetConfig
 from edgedistill.errors import ConfigError
 from edgedistill.models import load_classifier
+from edgedistill.target_options import BACKEND_PRECISIONS
 
 WEIGHT_FILES = ("model.safetensors", "config.json")
 
@@ -35,7 +36,7 @@ class PyTorchRunner:
 
 class PyTorchBackend:
     name = "pytorch"
-    precisions = ("fp32",)
+    precisions = BACKEND_PRECISIONS["pytorch"]
 
     def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
                out_dir: Path) -> list[Path]:

@@ -41,7 +41,7 @@ from edgedistill.config import TargetConfig
 from edgedistill.data import Example, encode_one
 from edgedistill.errors import ConfigError, ExportError, ModelError
 from edgedistill.quant_report import TensorError
-from edgedistill.target_options import TFLiteOptions, target_options
+from edgedistill.target_options import BACKEND_PRECISIONS, TFLiteOptions, target_options
 
 log = logging.getLogger("edgedistill.tflite")
 
@@ -188,7 +188,7 @@ def _output_quantization(model_path: Path, signature: str) -> tuple[float, int]:
 
 class TFLiteBackend:
     name = "tflite"
-    precisions = ("fp32", "fp16", "int8-dynamic", "int8-weights", "int8-static")
+    precisions = BACKEND_PRECISIONS["tflite"]
 
     def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
                out_dir: Path) -> list[Path]:
