@@ -17,6 +17,7 @@ from typing import Any
 from edgedistill.atomic import write_json_atomic
 from edgedistill.backends.base import Artifact
 from edgedistill.config import Config, TargetConfig
+from edgedistill.data import TaskData, load_task_data
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.hashing import sha256_json, sha256_tree
 from edgedistill.host import host_info, library_versions
@@ -59,21 +60,22 @@ def run_pipeline(config: Config, *, only: str | None = None, start: str | None =
                      "tools": library_versions(), "host": host_info(config.threads)})
     manifest.setdefault("stages", {})
     started = time.perf_counter()
+    data = load_task_data(config.data, seed=config.seed)  # once for every stage of the run
     teacher = None
     if "teacher" in stages:
         from edgedistill.teacher import run_teacher
 
-        teacher = run_teacher(config, force=force)
+        teacher = run_teacher(config, force=force, data=data)
         manifest["stages"]["teacher"] = _model_entry(teacher.path, teacher.cached, teacher.metrics)
     if "distill" in stages:
         from edgedistill.distill import run_distill
 
-        for result in run_distill(config, force=force, teacher=teacher):
+        for result in run_distill(config, force=force, teacher=teacher, data=data):
             manifest["stages"][result.role] = _model_entry(result.path, result.cached, result.metrics)
     if "export" in stages:
-        manifest["stages"]["export"] = run_exports(config, targets, force=force)
+        manifest["stages"]["export"] = run_exports(config, targets, force=force, data=data)
     if "bench" in stages:
-        manifest["stages"]["bench"] = run_bench_stage(config, force=force)
+        manifest["stages"]["bench"] = run_bench_stage(config, force=force, data=data, targets=targets)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest["last_run_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(workdir / MANIFEST, manifest)
@@ -95,15 +97,15 @@ def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str,
             "eval_accuracy": metrics.get("eval_accuracy")}
 
 
-def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False) -> dict[str, Any]:
+def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False,
+                data: TaskData | None = None) -> dict[str, Any]:
     """Export every model in ``export_models`` to every target; a failed gate is recorded, not fatal."""
-    from edgedistill.data import load_task_data
     from edgedistill.devices import resolve_device
     from edgedistill.export import check_files, export_target, exporter_fingerprint
     from edgedistill.model_files import source_hash
 
     workdir = Path(config.workdir)
-    data = load_task_data(config.data, seed=config.seed)
+    data = data if data is not None else load_task_data(config.data, seed=config.seed)
     entries: dict[str, Any] = {}
     for role in config.export_models:
         model_dir = workdir / role
@@ -145,20 +147,20 @@ def _recorded(info: dict[str, Any]) -> dict[str, Any]:
     return {k: info[k] for k in ("files", "parity", "structure") if k in info}
 
 
-def run_bench_stage(config: Config, *, force: bool = False) -> dict[str, Any]:
+def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | None = None,
+                    targets: list[TargetConfig] | None = None) -> dict[str, Any]:
     """Benchmark the checkpoints and this config's artifacts into <workdir>/report, skipped when nothing
     measured has changed (artifacts of targets no longer configured are left out)."""
     from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.cache import is_cached, stage_key, write_stage
-    from edgedistill.data import load_task_data
     from edgedistill.export import file_records
 
     workdir = Path(config.workdir)
     out = workdir / "report"
-    wanted = {f"{role}-{t.name}" for role in config.export_models for t in resolve_targets(config)}
+    wanted = {f"{role}-{t.name}" for role in config.export_models for t in targets or resolve_targets(config)}
     items = [i for i in discover([workdir]) if i.kind == "checkpoint" or i.path.name in wanted]
-    data = load_task_data(config.data, seed=config.seed)
+    data = data if data is not None else load_task_data(config.data, seed=config.seed)
     b = config.bench
     inputs = {
         "items": {i.name: sha256_tree(i.path, exclude=frozenset({"teacher.log", "student.log", "baseline.log"}))

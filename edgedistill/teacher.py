@@ -39,14 +39,14 @@ def teacher_dir(config: Config) -> Path:
     return Path(config.workdir) / STAGE
 
 
-def run_teacher(config: Config, *, force: bool = False) -> TeacherResult:
+def run_teacher(config: Config, *, force: bool = False, data: TaskData | None = None) -> TeacherResult:
     """Produce the fine-tuned teacher, or reuse the cached one when no input changed.
 
     Under torchrun / accelerate launch every process trains (the Trainer's DDP) and the first writes.
     """
     source = resolve_model(config.teacher.model)
     model_config = load_model_config(source)
-    data = load_task_data(config.data, seed=config.seed)
+    data = data if data is not None else load_task_data(config.data, seed=config.seed)
     inputs = {
         "model": source.fingerprint(),
         "data": data.fingerprint,

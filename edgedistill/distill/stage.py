@@ -43,14 +43,15 @@ class DistillResult:
     cached: bool
 
 
-def run_distill(config: Config, *, force: bool = False, teacher: TeacherResult | None = None
-                ) -> list[DistillResult]:
+def run_distill(config: Config, *, force: bool = False, teacher: TeacherResult | None = None,
+                data: TaskData | None = None) -> list[DistillResult]:
     """Distil the student, then (unless disabled) train the baseline; each cached on its own.
 
-    ``teacher``: the teacher stage's result when the caller already ran it (the pipeline does).
+    ``teacher``, ``data``: the teacher stage's result and the task data when the caller already has them
+    (the pipeline does).
     """
-    teacher = teacher or run_teacher(config)
-    data = load_task_data(config.data, seed=config.seed)
+    data = data if data is not None else load_task_data(config.data, seed=config.seed)
+    teacher = teacher or run_teacher(config, data=data)
     teacher_hash = sha256_tree(teacher.path, exclude=frozenset({"teacher.log"}))
     student = _run_role(config, "student", teacher.path, teacher_hash, data, force)
     results = [student]
