@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from edgedistill.atomic import write_json_atomic
+from edgedistill.atomic import process_rank, stage_directory, synchronize_processes, write_json_atomic
 from edgedistill.hashing import sha256_json
+from edgedistill.logs import get_logger, log_to_file
+
+log = get_logger("cache")
 
 STAGE_FILE = "stage.json"
 
@@ -42,3 +46,27 @@ def write_stage(folder: Path, stage: str, key: str, inputs: dict[str, Any]) -> N
         Path(folder) / STAGE_FILE,
         {"stage": stage, "key": key, "inputs": inputs, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     )
+
+
+def run_cached_stage(stage: str, out: Path, inputs: dict[str, Any], outputs: tuple[str, ...],
+                     build: Callable[[Path], dict[str, Any]], config_text: str, *, force: bool = False,
+                     log_name: str | None = None) -> tuple[dict[str, Any], bool]:
+    """A trained model's stage (teacher, student, qat, baseline): reuse ``out`` when its key matches, or call
+    ``build(tmp)`` in a temporary folder published atomically with its config, ``metrics.json`` and
+    ``stage.json``. Under torchrun every process builds; the first publishes, the others wait for it.
+    Returns ``(metrics, cached)``; ``metrics`` is ``{}`` on the processes that do not publish."""
+    key = stage_key(stage, inputs)
+    if not force and is_cached(out, key, outputs):
+        metrics = json.loads((Path(out) / "metrics.json").read_text(encoding="utf-8"))
+        log.info("%s: cache hit (key %s), reusing %s (eval accuracy %.4f)", stage, key[:12], out,
+                 metrics.get("eval_accuracy", float("nan")))
+        return metrics, True
+    log.info("%s: %s (key %s)", stage, "inputs changed, rebuilding" if read_stage(out) else "building", key[:12])
+    with stage_directory(Path(out)) as tmp, log_to_file(tmp / f"{log_name or stage}.log"):
+        metrics = build(tmp)
+        if process_rank() == 0:
+            (tmp / "edgedistill_config.yaml").write_text(config_text, encoding="utf-8")
+            write_json_atomic(tmp / "metrics.json", metrics)
+            write_stage(tmp, stage, key, inputs)
+    synchronize_processes()
+    return metrics, False

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedistill.atomic import stage_directory, synchronize_processes, write_json_atomic
-from edgedistill.cache import is_cached, read_stage, stage_key, write_stage
+from edgedistill.cache import run_cached_stage
 from edgedistill.config import Config, dump_config
 from edgedistill.data import TaskData, encode, load_task_data
 from edgedistill.errors import ModelError
 from edgedistill.host import host_info
-from edgedistill.logs import log_to_file
 from edgedistill.models import ModelSource, load_classifier, load_model_config, resolve_model
 
 log = logging.getLogger("edgedistill.teacher")
@@ -54,29 +52,13 @@ def run_teacher(config: Config, *, force: bool = False, data: TaskData | None = 
         "teacher": config.teacher.model_dump(exclude={"model", "eval_batch_size", "logging_steps"}),
         "seed": config.seed,
     }
-    key = stage_key(STAGE, inputs)
     out = teacher_dir(config)
-    if not force and is_cached(out, key, OUTPUTS):
-        metrics = _read_metrics(out)
-        log.info("teacher: cache hit (key %s), reusing %s (eval accuracy %.4f)",
-                 key[:12], out, metrics.get("eval_accuracy", float("nan")))
-        return TeacherResult(out, metrics, cached=True)
-    previous = read_stage(out)
-    log.info("teacher: %s (key %s)", "inputs changed, rebuilding" if previous else "building", key[:12])
-    with stage_directory(out) as tmp, log_to_file(tmp / "teacher.log"):
-        metrics = _build(config, source, model_config, data, tmp)
-        (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
-        write_json_atomic(tmp / "metrics.json", metrics)
-        write_stage(tmp, STAGE, key, inputs)
-    synchronize_processes()
-    log.info("teacher: saved to %s (eval accuracy %.4f)", out, metrics["eval_accuracy"])
-    return TeacherResult(out, metrics, cached=False)
-
-
-def _read_metrics(folder: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    metrics, cached = run_cached_stage(
+        STAGE, out, inputs, OUTPUTS, lambda tmp: _build(config, source, model_config, data, tmp),
+        dump_config(config), force=force)
+    if not cached:
+        log.info("teacher: saved to %s (eval accuracy %.4f)", out, metrics["eval_accuracy"])
+    return TeacherResult(out, metrics, cached=cached)
 
 
 def _build(config: Config, source: ModelSource, model_config: Any, data: TaskData, out: Path) -> dict:

@@ -9,7 +9,6 @@ Trainer's DDP: gloo on CPU, NCCL on GPUs), and only the first writes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -19,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedistill.atomic import process_rank, stage_directory, synchronize_processes, write_json_atomic
-from edgedistill.cache import is_cached, read_stage, stage_key, write_stage
+from edgedistill.atomic import process_rank, synchronize_processes
+from edgedistill.cache import run_cached_stage, stage_key
 from edgedistill.config import Config, dump_config
 from edgedistill.data import TaskData, encode, load_task_data
 from edgedistill.hashing import sha256_tree
 from edgedistill.host import host_info
-from edgedistill.logs import log_to_file
 from edgedistill.models import load_classifier, load_model_config, resolve_model
 from edgedistill.teacher import TeacherResult, run_teacher
 
@@ -85,26 +83,15 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
     if role == "qat":
         inputs["qat"] = {**config.distill.qat.model_dump(exclude={"enabled"}),
                          "init": sha256_tree(init, exclude=frozenset({"student.log"}))}
-    key = stage_key(role, inputs)
     out = Path(config.workdir) / role
-    if not force and is_cached(out, key, OUTPUTS):
-        metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-        log.info("%s: cache hit (key %s), reusing %s (eval accuracy %.4f)", role, key[:12], out,
-                 metrics["eval_accuracy"])
-        return DistillResult(role, out, metrics, cached=True)
-    log.info("%s: %s (key %s)", role, "inputs changed, rebuilding" if read_stage(out) else "building", key[:12])
-    checkpoints = Path(config.workdir) / ".checkpoints" / f"{role}-{key[:12]}"
-    with stage_directory(out) as tmp, log_to_file(tmp / f"{role}.log"):
-        metrics = _train(config, role, teacher_dir, data, tmp, checkpoints, init)
-        if process_rank() == 0:
-            (tmp / "edgedistill_config.yaml").write_text(dump_config(config), encoding="utf-8")
-            write_json_atomic(tmp / "metrics.json", metrics)
-            write_stage(tmp, role, key, inputs)
-    synchronize_processes()
-    if process_rank() == 0:
+    checkpoints = Path(config.workdir) / ".checkpoints" / f"{role}-{stage_key(role, inputs)[:12]}"
+    metrics, cached = run_cached_stage(
+        role, out, inputs, OUTPUTS, lambda tmp: _train(config, role, teacher_dir, data, tmp, checkpoints, init),
+        dump_config(config), force=force)
+    if not cached and process_rank() == 0:
         log.info("%s: saved to %s (eval accuracy %.4f, %.1f%% of the teacher)", role, out,
                  metrics["eval_accuracy"], 100 * metrics["retention_of_teacher_accuracy"])
-    return DistillResult(role, out, metrics, cached=False)
+    return DistillResult(role, out, metrics, cached=cached)
 
 
 def _layer_pairs(config: Config, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
