@@ -135,29 +135,66 @@ def _initial_student(config: Config, role: str, teacher: Any, data: TaskData, in
     return student, layer_map, f"teacher layers {layer_map}" if layer_map else "random (narrower than the teacher)"
 
 
+@dataclass
+class _Run:
+    """What one role's training works on: the models, the recipe, the encoded data."""
+
+    role: str
+    recipe: Any  # the DistillConfig, with the QAT role's own epochs and learning rate
+    teacher: Any
+    student: Any
+    module: Any  # the student, with projections when the cosine loss compares different widths
+    layer_map: list[int] | None
+    init: str
+    weights: Any
+    layer_pairs: list[tuple[int, int]]
+    tokenizer: Any
+    collator: Any
+    train_set: list[dict]
+    eval_set: list[dict]
+    cached_teacher_logits: bool  # the training rows carry the teacher's logits: it need not run while training
+
+
 def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Path, checkpoints: Path,
            init_dir: Path | None = None) -> dict[str, Any]:
     """Train one student. Checkpoints go to ``checkpoints`` (named by the cache key, outside the
     atomic output folder) every ``distill.save_steps``, so a killed run resumes where it stopped.
     The ``qat`` role continues from ``init_dir`` (the distilled student) with int8 fake quantization."""
     import torch
+    from transformers import set_seed
+
+    torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    run = _prepare(config, role, teacher_dir, data, init_dir)
+    started = time.perf_counter()
+    result, resume = _fit(config, run, checkpoints)
+    train_time = time.perf_counter() - started
+    # The Trainer's last lines still list the checkpoint folder on every process (Path.glob between its
+    # is_dir check and scandir): deleting it while another rank lags raises FileNotFoundError there.
+    synchronize_processes()
+    if process_rank() != 0:
+        return {}
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    extra = _save(run, teacher_dir, out)
+    return {**_evaluate(config, run, out), "train_loss": result.training_loss, "steps": result.global_step,
+            "epochs": run.recipe.epochs, "train_time_s": round(train_time, 2), "resumed_from": resume,
+            "train_samples": len(data.train), "eval_samples": len(data.eval),
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")), "command": sys.argv,
+            "host": host_info(config.threads), **extra}
+
+
+def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_dir: Path | None) -> _Run:
+    """The teacher, the student it starts from, the loss, and the encoded splits (with the teacher's
+    logits attached when ``distill.cache_teacher_logits``)."""
     from torch import nn
-    from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import AutoTokenizer, DataCollatorWithPadding
 
     from edgedistill.distill.losses import LossWeights
     from edgedistill.distill.student import hidden_size_of, num_layers_of
-    from edgedistill.distill.trainer import DistillationTrainer, StudentWithProjection
-    from edgedistill.training import (
-        LogToFileCallback,
-        classification_metrics,
-        predict_logits,
-        training_arguments,
-    )
+    from edgedistill.distill.trainer import StudentWithProjection
+    from edgedistill.training import predict_logits
 
     d = config.distill
-    torch.set_num_threads(config.threads)
-    set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = load_classifier(teacher_dir)
     teacher.eval()
@@ -170,7 +207,6 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     projections = None
     if pairs and hidden_size_of(student) != teacher.config.hidden_size:
         projections = nn.ModuleList(nn.Linear(hidden_size_of(student), teacher.config.hidden_size) for _ in pairs)
-    module = StudentWithProjection(student, projections)
     log.info("%s: %s, %d layers, hidden %d, %.1fM parameters, init from %s; loss weights %s",
              role, type(student).__name__, s_layers, hidden_size_of(student),
              sum(p.numel() for p in student.parameters()) / 1e6, init, weights)
@@ -179,86 +215,97 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     collator = DataCollatorWithPadding(tokenizer)
     train_set = encode(data.train, tokenizer, config.data.max_length, with_token_type_ids=with_types)
     eval_set = encode(data.eval, tokenizer, config.data.max_length, with_token_type_ids=with_types)
-    use_cache = d.cache_teacher_logits and weights.alpha_kd > 0
-    if use_cache:
+    cached_logits = bool(d.cache_teacher_logits and weights.alpha_kd > 0)
+    if cached_logits:
         log.info("%s: computing the teacher's logits once for %d training rows", role, len(train_set))
         cached = predict_logits(teacher, train_set, collator, d.eval_batch_size)
         train_set = [{**f, "teacher_logits": row.tolist()} for f, row in zip(train_set, cached)]
-    needs_teacher = (weights.alpha_kd and not use_cache) or weights.alpha_cos
+    return _Run(role, d, teacher, student, StudentWithProjection(student, projections), layer_map, init, weights,
+                pairs, tokenizer, collator, train_set, eval_set, cached_logits)
+
+
+def _fit(config: Config, run: _Run, checkpoints: Path) -> tuple[Any, str | None]:
+    """Train with the distillation Trainer, resuming from the last checkpoint in ``checkpoints`` if any."""
+    import torch
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from edgedistill.distill.trainer import DistillationTrainer
+    from edgedistill.training import LogToFileCallback, training_arguments
+
+    d, weights = run.recipe, run.weights
+    needs_teacher = (weights.alpha_kd and not run.cached_teacher_logits) or weights.alpha_cos
     extra: dict[str, Any] = {"remove_unused_columns": False}
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         extra["ddp_backend"] = "gloo"
     args = training_arguments(checkpoints, d, seed=config.seed, save_strategy="steps", save_steps=d.save_steps,
                               save_total_limit=1, **extra)
     trainer = DistillationTrainer(
-        model=module, args=args, train_dataset=train_set, data_collator=_TeacherLogitsCollator(collator),
-        callbacks=[LogToFileCallback()], teacher=teacher if needs_teacher else None, weights=weights,
-        layer_pairs=pairs,
+        model=run.module, args=args, train_dataset=run.train_set,
+        data_collator=_TeacherLogitsCollator(run.collator), callbacks=[LogToFileCallback()],
+        teacher=run.teacher if needs_teacher else None, weights=weights, layer_pairs=run.layer_pairs,
     )
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume:
-        log.info("%s: resuming from %s", role, resume)
-    started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
-    train_time = time.perf_counter() - started
-    # The Trainer's last lines still list the checkpoint folder on every process (Path.glob between its
-    # is_dir check and scandir): deleting it while another rank lags raises FileNotFoundError there.
-    synchronize_processes()
-    if process_rank() != 0:
-        return {}
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    import numpy as np
+        log.info("%s: resuming from %s", run.role, resume)
+    return trainer.train(resume_from_checkpoint=resume), resume
 
-    eval_labels = [f["labels"] for f in eval_set]
-    extra_metrics: dict[str, Any] = {}
-    if role == "qat":
+
+def _save(run: _Run, teacher_dir: Path, out: Path) -> dict[str, Any]:
+    """Write the student as a plain ``save_pretrained`` folder (the QAT role: its fake-quantized accuracy
+    measured, then the wrappers and split layers taken out); returns the QAT role's extra metrics."""
+    from transformers import AutoTokenizer
+
+    from edgedistill.training import classification_metrics, predict_logits
+
+    extra: dict[str, Any] = {}
+    if run.role == "qat":
+        import numpy as np
+
         from edgedistill.distill.qat import strip_qat
-
-        simulated = predict_logits(student, eval_set, collator, d.eval_batch_size)
-        extra_metrics["eval_accuracy_fake_quant"] = classification_metrics(simulated, np.array(eval_labels))["accuracy"]
-        extra_metrics["qat"] = d.qat.model_dump()
         from edgedistill.outlier_split import merge_outlier_split
 
-        merge_outlier_split(strip_qat(student))
-    student.config.edgedistill = {"role": role, "layer_map": layer_map, "teacher": str(teacher_dir)}
-    student.save_pretrained(out)
+        simulated = predict_logits(run.student, run.eval_set, run.collator, run.recipe.eval_batch_size)
+        labels = np.array([f["labels"] for f in run.eval_set])
+        extra["eval_accuracy_fake_quant"] = classification_metrics(simulated, labels)["accuracy"]
+        extra["qat"] = run.recipe.qat.model_dump()
+        merge_outlier_split(strip_qat(run.student))
+    run.student.config.edgedistill = {"role": run.role, "layer_map": run.layer_map, "teacher": str(teacher_dir)}
+    run.student.save_pretrained(out)
     # DistilBERT takes no token types: the saved tokenizer must not produce them.
     AutoTokenizer.from_pretrained(teacher_dir, model_input_names=["input_ids", "attention_mask"]).save_pretrained(out)
+    return extra
 
-    student_logits = predict_logits(student, eval_set, collator, d.eval_batch_size)
-    teacher_logits = predict_logits(teacher, eval_set, collator, d.eval_batch_size)
-    s_metrics = classification_metrics(student_logits, np.array(eval_labels))
-    t_metrics = classification_metrics(teacher_logits, np.array(eval_labels))
-    agreement = float(np.mean(student_logits.argmax(-1) == teacher_logits.argmax(-1)))
-    model_file = out / "model.safetensors"
+
+def _evaluate(config: Config, run: _Run, out: Path) -> dict[str, Any]:
+    """The saved student against the labels and the teacher on the eval split, and what it is."""
+    import numpy as np
+
+    from edgedistill.distill.student import hidden_size_of, num_layers_of
+    from edgedistill.training import classification_metrics, predict_logits
+
+    labels = np.array([f["labels"] for f in run.eval_set])
+    batch = run.recipe.eval_batch_size
+    student_logits = predict_logits(run.student, run.eval_set, run.collator, batch)
+    teacher_logits = predict_logits(run.teacher, run.eval_set, run.collator, batch)
+    s_metrics = classification_metrics(student_logits, labels)
+    t_metrics = classification_metrics(teacher_logits, labels)
     return {
-        "role": role,
-        "student": type(student).__name__,
-        "init": init,
-        "layers": s_layers,
-        "hidden_size": hidden_size_of(student),
-        "layer_map": layer_map,
-        "loss_weights": _weights(config, role),
-        "align": d.align if weights.alpha_cos else None,
-        "parameters": sum(p.numel() for p in student.parameters()),
-        "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
-        "size_bytes": model_file.stat().st_size,
+        "role": run.role,
+        "student": type(run.student).__name__,
+        "init": run.init,
+        "layers": num_layers_of(run.student),
+        "hidden_size": hidden_size_of(run.student),
+        "layer_map": run.layer_map,
+        "loss_weights": _weights(config, run.role),
+        "align": run.recipe.align if run.weights.alpha_cos else None,
+        "parameters": sum(p.numel() for p in run.student.parameters()),
+        "teacher_parameters": sum(p.numel() for p in run.teacher.parameters()),
+        "size_bytes": (out / "model.safetensors").stat().st_size,
         "eval_accuracy": s_metrics["accuracy"],
         "eval_f1_macro": s_metrics["f1_macro"],
         "teacher_eval_accuracy": t_metrics["accuracy"],
         "retention_of_teacher_accuracy": s_metrics["accuracy"] / t_metrics["accuracy"],
-        "agreement_with_teacher": agreement,
-        "train_loss": result.training_loss,
-        "steps": result.global_step,
-        "epochs": d.epochs,
-        "train_time_s": round(train_time, 2),
-        "resumed_from": resume,
-        "train_samples": len(data.train),
-        "eval_samples": len(data.eval),
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "command": sys.argv,
-        "host": host_info(config.threads),
-        **extra_metrics,
+        "agreement_with_teacher": float(np.mean(student_logits.argmax(-1) == teacher_logits.argmax(-1))),
     }
 
 
