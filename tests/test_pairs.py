@@ -81,3 +81,53 @@ def test_the_gate_and_calibration_encode_pairs_as_training_did(pair_data_dir, ti
     calibration = data.calibration_inputs(8, seed=0)
     assert all(isinstance(x, tuple) and len(x) == 2 for x in calibration)
     assert set(calibration) <= set(zip(data.train.texts, data.train.text_pairs))
+
+
+def test_the_reference_runner_gives_a_bert_pair_its_token_types(tmp_path, tiny_tokenizer_dir):
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from conftest import make_tiny_bert
+    from edgedistill.backends.pytorch import PyTorchRunner
+
+    folder = make_tiny_bert(tmp_path / "bert", tiny_tokenizer_dir, with_head=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():  # a visible effect of the segment embedding on this random model
+        model.bert.embeddings.token_type_embeddings.weight[1] += 1.0
+        model.classifier.weight *= 1000.0  # logits of a useful size (the random head's are ~0.01)
+    model.save_pretrained(folder)
+    batch = tokenizer([("the film was good", "it was awful"), ("a movie", "dull")], padding=True, return_tensors="np")
+    with torch.no_grad():
+        trained_as = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+        without_types = model(input_ids=torch.from_numpy(batch["input_ids"]),
+                              attention_mask=torch.from_numpy(batch["attention_mask"])).logits.numpy()
+    got = PyTorchRunner(folder, threads=1).predict(batch["input_ids"], batch["attention_mask"])
+    assert np.abs(got - trained_as).max() < 1e-3
+    assert np.abs(got - without_types).max() > 1e-2  # the test would pass silently without token types otherwise
+
+
+def test_a_bert_onnx_export_of_a_pair_task_passes_the_fp32_gate_with_its_token_types(tmp_path, tiny_tokenizer_dir,
+                                                                                      pair_data_dir):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from conftest import make_tiny_bert
+    from edgedistill.config import load_config
+    from edgedistill.data import load_task_data
+    from edgedistill.export import export_target
+    from edgedistill.targets import load_target
+
+    folder = make_tiny_bert(tmp_path / "bert", tiny_tokenizer_dir, with_head=True)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    with torch.no_grad():
+        model.bert.embeddings.token_type_embeddings.weight[1] += 1.0
+        model.classifier.weight *= 1000.0
+    model.save_pretrained(folder)
+    config = load_config(overrides={"data.dataset": str(pair_data_dir), "data.text_column": "premise",
+                                    "data.text_pair_column": "hypothesis"})
+    data = load_task_data(config.data, seed=0)
+    artifact = export_target(folder, load_target("onnx-fp32"), data, tmp_path / "onnx", max_length=24, threads=1,
+                             calibration_samples=8, seed=0)  # fp32 gate: max |logit diff| <= 1e-4 on pairs
+    assert artifact.info["parity"]["max_abs"] <= 1e-4

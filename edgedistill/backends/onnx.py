@@ -35,6 +35,7 @@ from edgedistill.config import TargetConfig
 from edgedistill.data import Example
 from edgedistill.errors import ConfigError, ExportError, ModelError
 from edgedistill.quant_report import TensorError
+from edgedistill.segments import segment_ids, sep_token_id
 from edgedistill.target_options import BACKEND_PRECISIONS, OnnxOptions, target_options
 
 log = logging.getLogger("edgedistill.onnx")
@@ -58,7 +59,8 @@ def _dynamic_quantization_config(device: str, per_channel: bool) -> Any:
 
 
 class OnnxRunner:
-    """An ONNX Runtime CPU session; feeds ``token_type_ids`` zeros when the graph asks for them."""
+    """An ONNX Runtime CPU session; when the graph takes ``token_type_ids`` (a BERT-type export) they are
+    derived from the ids (:mod:`edgedistill.segments`), so a sentence pair gets its second segment."""
 
     def __init__(self, model_path: Path, threads: int):
         import onnxruntime as ort
@@ -73,12 +75,14 @@ class OnnxRunner:
             raise ModelError(f"ONNX Runtime cannot load {model_path}: {exc}") from None
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
+        self.sep_token_id = sep_token_id(Path(model_path).parent) if "token_type_ids" in self.inputs else None
 
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         ids = np.asarray(input_ids, dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": np.asarray(attention_mask, dtype=np.int64)}
         if "token_type_ids" in self.inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
+            feed["token_type_ids"] = (segment_ids(ids, self.sep_token_id) if self.sep_token_id is not None
+                                      else np.zeros_like(ids))
         return self.session.run([self.output], {k: v for k, v in feed.items() if k in self.inputs})[0].astype(
             np.float32)
 
@@ -219,9 +223,9 @@ class OnnxBackend:
                                 return_tensors="np", return_token_type_ids=False)
             batches.append({k: encoded[k].astype(np.int64) for k in ("input_ids", "attention_mask")
                             if k in graph_inputs})
-        if "token_type_ids" in graph_inputs:
+        if "token_type_ids" in graph_inputs:  # a BERT-type graph: the pairs' segments, as the runner derives them
             for feed in batches:
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+                feed["token_type_ids"] = segment_ids(feed["input_ids"], tokenizer.sep_token_id)
 
         class Reader(CalibrationDataReader):
             def __init__(self) -> None:

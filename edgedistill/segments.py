@@ -1,0 +1,34 @@
+"""BERT token types from the ids alone, so the Runner contract stays ``(input_ids, attention_mask)``.
+
+A pair is encoded ``[CLS] a [SEP] b [SEP]`` with token type 0 up to and including the first ``[SEP]`` and 1
+after it; a single sentence is all 0 on its real tokens (padding after its ``[SEP]`` gets 1, which the
+attention mask hides). Runners of models that embed token types derive them here instead of feeding zeros.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def segment_ids(input_ids: Any, sep_token_id: int) -> Any:
+    """Token types for a numpy array or a torch tensor of ids (same type and shape, int64)."""
+    is_sep = (input_ids == sep_token_id) * 1
+    after_first = (is_sep.cumsum(-1) - is_sep) >= 1
+    return after_first.long() if hasattr(after_first, "long") else after_first.astype("int64")
+
+
+def sep_token_id(folder: Path) -> int | None:
+    """The ``[SEP]`` id of the tokenizer saved in ``folder`` (``tokenizer.json``), or None without one."""
+    folder = Path(folder)
+    if not (folder / "tokenizer.json").is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    config_file = folder / "tokenizer_config.json"
+    token = json.loads(config_file.read_text(encoding="utf-8")).get("sep_token", "[SEP]") if config_file.is_file() \
+        else "[SEP]"
+    if isinstance(token, dict):  # an AddedToken written out
+        token = token.get("content", "[SEP]")
+    return Tokenizer.from_file(str(folder / "tokenizer.json")).token_to_id(token)
