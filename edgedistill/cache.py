@@ -49,8 +49,8 @@ def write_stage(folder: Path, stage: str, key: str, inputs: dict[str, Any]) -> N
 
 
 def run_cached_stage(stage: str, out: Path, inputs: dict[str, Any], outputs: tuple[str, ...],
-                     build: Callable[[Path], dict[str, Any]], config_text: str, *, force: bool = False,
-                     log_name: str | None = None) -> tuple[dict[str, Any], bool]:
+                     build: Callable[[Path], dict[str, Any]], config_text: str, *, force: bool = False
+                     ) -> tuple[dict[str, Any], bool]:
     """A trained model's stage (teacher, student, qat, baseline): reuse ``out`` when its key matches, or call
     ``build(tmp)`` in a temporary folder published atomically with its config, ``metrics.json`` and
     ``stage.json``. Under torchrun every process builds; the first publishes, the others wait for it.
@@ -62,7 +62,7 @@ def run_cached_stage(stage: str, out: Path, inputs: dict[str, Any], outputs: tup
                  metrics.get("eval_accuracy", float("nan")))
         return metrics, True
     log.info("%s: %s (key %s)", stage, "inputs changed, rebuilding" if read_stage(out) else "building", key[:12])
-    with stage_directory(Path(out)) as tmp, log_to_file(tmp / f"{log_name or stage}.log"):
+    with stage_directory(Path(out)) as tmp, log_to_file(tmp / f"{stage}.log"):
         metrics = build(tmp)
         if process_rank() == 0:
             (tmp / "edgedistill_config.yaml").write_text(config_text, encoding="utf-8")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import platform
 
 CPU_DEVICES = ("arm64", "x86-avx2", "x86-avx512", "x86-avx512-vnni")
-DEVICES = ("host", *CPU_DEVICES, "apple-ane")
 
 # What each backend can be built for, and the class its profiles name unless they say otherwise.
 BACKEND_DEVICES: dict[str, tuple[str, ...]] = {

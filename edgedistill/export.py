@@ -27,7 +27,7 @@ log = logging.getLogger("edgedistill.export")
 SCHEMA_VERSION = 1
 # The code an artifact's bytes depend on: the backends and what they call to convert, quantize and verify.
 EXPORT_CODE = ("backends", "export.py", "verify.py", "models.py", "cls_pruning.py", "outlier_split.py",
-               "target_options.py", "devices.py", "model_files.py")
+               "target_options.py", "devices.py", "model_files.py", "segments.py", "data.py")
 
 
 def exporter_fingerprint() -> str:

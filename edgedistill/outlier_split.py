@@ -30,14 +30,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgedistill.data import Example
+
 log = logging.getLogger("edgedistill.outlier_split")
 
 PLAN_FILE = "outlier_split.json"
 
 
-def find_outlier_channels(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, ratio: float,
+def find_outlier_channels(model: Any, tokenizer: Any, inputs: Sequence[Example], max_length: int, ratio: float,
                           max_channels: int = 8, batch_size: int = 16) -> dict[str, list[int]]:
-    """``{linear module name: [outlier output channels]}`` of ``model`` on ``texts`` (modules with none left out)."""
+    """``{linear module name: [outlier output channels]}`` of ``model`` on ``inputs`` (sentences or sentence
+    pairs; modules with none left out)."""
     peaks: dict[str, torch.Tensor] = {}
 
     def observer(name: str):
@@ -50,8 +53,8 @@ def find_outlier_channels(model: Any, tokenizer: Any, texts: Sequence[str], max_
                if isinstance(module, nn.Linear)]
     try:
         with torch.no_grad():
-            for start in range(0, len(texts), batch_size):
-                batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+            for start in range(0, len(inputs), batch_size):
+                batch = tokenizer(list(inputs[start:start + batch_size]), padding=True, truncation=True,
                                   max_length=max_length, return_tensors="pt")
                 model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     finally:
@@ -104,7 +107,6 @@ class SplitLinear(nn.Module):
             self.inliers.bias.copy_(bias)
             self.scatter.weight.zero_()
             self.scatter.weight[index, torch.arange(len(channels))] = 1.0
-
         self.scatter.weight.requires_grad_(False)  # fixed routing: training moves the rows, not where they go
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

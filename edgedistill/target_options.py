@@ -188,8 +188,7 @@ class CoreMLOptions(_Options):
     overflow: Literal["truncate", "refuse"] = "truncate"
     # Palettization: one look-up table per this many output channels (iOS18); unset: one per tensor.
     palette_group_size: int | None = Field(None, ge=1)
-    activation_ops: list[Literal["linear", "add", "conv", "avg_pool", "max_pool"]] = Field(
-        default_factory=lambda: ["linear"])
+    activation_ops: list[str] = Field(default_factory=lambda: ["linear"])
     activation_mode: Literal["linear", "linear_symmetric"] = "linear"
     quantize_outputs: bool = False
 
@@ -197,6 +196,11 @@ class CoreMLOptions(_Options):
     @classmethod
     def _buckets(cls, buckets: list[int]) -> list[int]:
         return _sorted_buckets(buckets)
+
+    @field_validator("activation_ops")
+    @classmethod
+    def _ops(cls, ops: list[str], info: Any) -> list[str]:
+        return _known_ops(ops, COREML_ACTIVATION_OPS, info.field_name)
 
     def check_precision(self, precision: str) -> None:
         super().check_precision(precision)

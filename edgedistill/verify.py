@@ -49,12 +49,12 @@ class ParityReport:
         return asdict(self)
 
 
-def padded_batches(inputs: list[Example], tokenizer: Any, max_length: int, batch_size: int = 16
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def padded_batches(inputs: list[Example], tokenizer: Any, max_length: int, batch_size: int = 16,
+                   padding: bool | str = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(input_ids, attention_mask) int64 batches of sentences or sentence pairs, each padded to its own
-    longest row."""
+    longest row (``padding="max_length"``: every batch to ``max_length``)."""
     for start in range(0, len(inputs), batch_size):
-        encoded = tokenizer(inputs[start:start + batch_size], padding=True, truncation=True,
+        encoded = tokenizer(inputs[start:start + batch_size], padding=padding, truncation=True,
                             max_length=max_length, return_tensors="np", return_token_type_ids=False)
         yield encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
 

@@ -208,6 +208,8 @@ class OnnxBackend:
                                               quantize_static)
         from transformers import AutoTokenizer
 
+        from edgedistill.verify import padded_batches
+
         if calibration is None or not calibration.inputs:
             raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
                               "(data.calibration_samples, and a non-empty train split)")
@@ -216,13 +218,9 @@ class OnnxBackend:
         # Every batch padded to max_length: the histogram calibrators stack each tensor's batches, so all
         # batches need one shape (batches padded to their own longest row made them abort).
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        batches = []
-        for start in range(0, len(calibration.inputs), options.calibration_samples_per_batch):
-            encoded = tokenizer(calibration.inputs[start:start + options.calibration_samples_per_batch],
-                                padding="max_length", truncation=True, max_length=calibration.max_length,
-                                return_tensors="np", return_token_type_ids=False)
-            batches.append({k: encoded[k].astype(np.int64) for k in ("input_ids", "attention_mask")
-                            if k in graph_inputs})
+        batches = [{k: v for k, v in (("input_ids", ids), ("attention_mask", mask)) if k in graph_inputs}
+                   for ids, mask in padded_batches(calibration.inputs, tokenizer, calibration.max_length,
+                                                   options.calibration_samples_per_batch, padding="max_length")]
         if "token_type_ids" in graph_inputs:  # a BERT-type graph: the pairs' segments, as the runner derives them
             for feed in batches:
                 feed["token_type_ids"] = segment_ids(feed["input_ids"], tokenizer.sep_token_id)
