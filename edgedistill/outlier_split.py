@@ -1,4 +1,4 @@
-"""Outlier output channels computed by their own matrix multiply, so one int8 scale per tensor still resolves the rest.
+"""Outlier channels computed by their own matrix multiply, so one int8 scale per tensor still resolves the rest.
 
 The feed-forward output of BERT-family layers carries a few huge channels: in the default SST-2 student,
 hidden dimension 99 of ``ffn.lin2`` reaches 197 (layer 0) and 157 (layer 1) on real text while the median
@@ -15,8 +15,17 @@ one channel). In float it is the same model; quantized, the wide output
 gets a scale fit for its ordinary channels and the outliers get a tensor (and a scale) of their own.
 Cost: ``len(S) * (in + out)`` MACs per token, under 1% of the layer's.
 
+The same holds on the input side, where Core ML's W8A8 puts its one activation scale (the linear layers'
+inputs are quantized, their outputs stay fp16). In the SST-2 student the inputs carry the residual stream's
+dimension 99 after each layer norm (28.5 against a median channel peak of 1.9) and single GELU channels
+before ``ffn.lin2`` (25.3 against 1.6). A layer with outlier input channels ``S`` becomes
+``y = W' (x * m) + W_S x_S + b``: ``m`` zeroes ``S`` (so the wide input's range, and its scale, is that of
+the ordinary channels), ``W'`` is ``W`` with the columns of ``S`` zeroed, and ``x_S`` (a gather of ``len(S)``
+channels) feeds a narrow layer with the columns of ``S``, its input quantized with a scale of its own.
+
 Outlier channels are found on calibration text: a channel whose largest magnitude exceeds ``ratio`` times
-the median channel's largest magnitude, at most ``max_channels`` per layer.
+the median channel's largest magnitude, at most ``max_channels`` per layer. Each plan says its ``side``:
+``output`` (TFLite, whose integer kernels requantize outputs) or ``input`` (Core ML).
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -35,17 +44,19 @@ from edgedistill.data import Example
 log = logging.getLogger("edgedistill.outlier_split")
 
 PLAN_FILE = "outlier_split.json"
+Side = Literal["output", "input"]
 
 
 def find_outlier_channels(model: Any, tokenizer: Any, inputs: Sequence[Example], max_length: int, ratio: float,
-                          max_channels: int = 8, batch_size: int = 16) -> dict[str, list[int]]:
-    """``{linear module name: [outlier output channels]}`` of ``model`` on ``inputs`` (sentences or sentence
-    pairs; modules with none left out)."""
+                          max_channels: int = 8, batch_size: int = 16, side: Side = "output") -> dict[str, list[int]]:
+    """``{linear module name: [outlier channels]}`` of ``model`` on ``inputs`` (sentences or sentence pairs;
+    modules with none left out): the layers' output channels, or with ``side="input"`` their input channels."""
     peaks: dict[str, torch.Tensor] = {}
 
     def observer(name: str):
         def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-            peak = output.detach().abs().flatten(0, -2).amax(dim=0)
+            seen = output if side == "output" else inputs[0]
+            peak = seen.detach().abs().flatten(0, -2).amax(dim=0)
             peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
         return hook
 
@@ -69,13 +80,14 @@ def find_outlier_channels(model: Any, tokenizer: Any, inputs: Sequence[Example],
         channels = sorted(int(c) for c in order if float(peak[c]) > ratio * max(median, 1e-12))
         if channels:
             plan[name] = channels
-            log.info("outlier split: %s channels %s peak %s against median %.3g", name, channels,
+            log.info("outlier split: %s %s channels %s peak %s against median %.3g", name, side, channels,
                      [round(float(peak[c]), 1) for c in channels], median)
     return plan
 
 
-def split_outlier_channels(model: nn.Module, plan: dict[str, list[int]]) -> nn.Module:
-    """Replace each linear layer named in ``plan`` by its :class:`SplitLinear`; returns ``model``."""
+def split_outlier_channels(model: nn.Module, plan: dict[str, list[int]], side: Side = "output") -> nn.Module:
+    """Replace each linear layer named in ``plan`` by its :class:`SplitLinear` (or, for ``side="input"``,
+    :class:`InputSplitLinear`); returns ``model``."""
     modules = dict(model.named_modules())
     missing = sorted(set(plan) - set(modules))
     if missing:
@@ -83,7 +95,8 @@ def split_outlier_channels(model: nn.Module, plan: dict[str, list[int]]) -> nn.M
     for name, channels in plan.items():
         parent_name, _, attribute = name.rpartition(".")
         parent = modules[parent_name] if parent_name else model
-        setattr(parent, attribute, SplitLinear(modules[name], channels))
+        split = SplitLinear if side == "output" else InputSplitLinear
+        setattr(parent, attribute, split(modules[name], channels))
     return model
 
 
@@ -122,10 +135,46 @@ class SplitLinear(nn.Module):
         return linear
 
 
+class InputSplitLinear(nn.Module):
+    """``linear`` with the input ``channels`` multiplied apart and added back (the same function in float)."""
+
+    def __init__(self, linear: nn.Linear, channels: Sequence[int]):
+        super().__init__()
+        out_features, in_features = linear.weight.shape
+        self.register_buffer("index", torch.tensor(list(channels), dtype=torch.long))
+        keep = torch.ones(in_features)
+        keep[self.index] = 0.0
+        self.register_buffer("keep", keep)
+        self.inliers = nn.Linear(in_features, out_features, bias=linear.bias is not None)
+        self.outliers = nn.Linear(len(channels), out_features, bias=False)
+        with torch.no_grad():
+            weight = linear.weight.detach().clone()
+            self.outliers.weight.copy_(weight[:, self.index])
+            weight[:, self.index] = 0.0
+            self.inliers.weight.copy_(weight)
+            if linear.bias is not None:
+                self.inliers.bias.copy_(linear.bias.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inliers(x * self.keep) + self.outliers(x.index_select(-1, self.index))
+
+    def merged(self) -> nn.Linear:
+        """The one ``nn.Linear`` computing the same function: ``W = W'`` with the columns of ``S`` restored."""
+        inliers = self.inliers
+        linear = nn.Linear(inliers.in_features, inliers.out_features, bias=inliers.bias is not None)
+        with torch.no_grad():
+            weight = inliers.weight.detach().clone()
+            weight[:, self.index] = self.outliers.weight
+            linear.weight.copy_(weight)
+            if inliers.bias is not None:
+                linear.bias.copy_(inliers.bias)
+        return linear
+
+
 def merge_outlier_split(model: nn.Module) -> nn.Module:
-    """Put every :class:`SplitLinear` of ``model`` back into one ``nn.Linear`` (to save an ordinary checkpoint)."""
+    """Put every split layer of ``model`` back into one ``nn.Linear`` (to save an ordinary checkpoint)."""
     for name, child in list(model.named_children()):
-        if isinstance(child, SplitLinear):
+        if isinstance(child, (SplitLinear, InputSplitLinear)):
             setattr(model, name, child.merged())
         else:
             merge_outlier_split(child)
@@ -133,7 +182,7 @@ def merge_outlier_split(model: nn.Module) -> nn.Module:
 
 
 def plan_outlier_split(model_dir: Path, cls_only_last_layer: bool, calibration: Any, ratio: float,
-                       out_dir: Path) -> dict[str, list[int]]:
+                       out_dir: Path, side: Side = "output") -> dict[str, list[int]]:
     """Find the outlier channels of the model an exporter will trace, on the calibration text, and record
     them in ``out_dir``/``outlier_split.json`` beside the artifact (read back by :func:`read_plan`)."""
     from transformers import AutoTokenizer
@@ -143,9 +192,9 @@ def plan_outlier_split(model_dir: Path, cls_only_last_layer: bool, calibration: 
 
     model = load_for_export(model_dir, cls_only_last_layer)
     plan = find_outlier_channels(model, AutoTokenizer.from_pretrained(model_dir), calibration.inputs,
-                                 calibration.max_length, ratio)
-    write_json_atomic(Path(out_dir) / PLAN_FILE, {"ratio": ratio, "calibration_sentences": len(calibration.inputs),
-                                                  "channels": plan})
+                                 calibration.max_length, ratio, side=side)
+    write_json_atomic(Path(out_dir) / PLAN_FILE, {"side": side, "ratio": ratio,
+                                                  "calibration_sentences": len(calibration.inputs), "channels": plan})
     return plan
 
 

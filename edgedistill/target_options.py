@@ -176,7 +176,8 @@ COREML_ACTIVATION_OPS = ("linear", "add", "conv", "avg_pool", "max_pool")
 class CoreMLOptions(_Options):
     """Core ML: the package's shapes and deployment target, weight compression, and W8A8's activation recipe."""
 
-    STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"activation_ops", "activation_mode", "quantize_outputs"})
+    STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"activation_ops", "activation_mode", "quantize_outputs",
+                                                       "outlier_split_ratio"})
 
     buckets: list[int] = Field(default_factory=lambda: [32, 64, 128])
     # enumerated: exactly the bucket lengths (needs iOS18); range: any length up to the largest bucket.
@@ -191,6 +192,10 @@ class CoreMLOptions(_Options):
     activation_ops: list[str] = Field(default_factory=lambda: ["linear"])
     activation_mode: Literal["linear", "linear_symmetric"] = "linear"
     quantize_outputs: bool = False
+    # Input channels of a linear layer peaking above this many times its median channel's peak on the
+    # calibration text get a narrow layer (and an int8 scale) of their own (edgedistill.outlier_split,
+    # side "input"); 0 turns it off.
+    outlier_split_ratio: float = Field(8.0, ge=0.0)
 
     @field_validator("buckets")
     @classmethod

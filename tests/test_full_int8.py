@@ -419,3 +419,84 @@ def test_tflite_gives_an_outlier_channel_its_own_int8_layer_and_scale(tiny_stude
     # The per-tensor table compares against a float reference split the same way: the new tensors are in it.
     rows = BACKEND.layer_errors(split, planted, data.eval.texts[:16], 32, 1)
     assert any("inliers" in r.tensor and r.sqnr_db is not None for r in rows)
+
+
+def _plant_input_outlier(source: Path, out: Path, channel: int, gain: float = 60.0) -> Path:
+    """A copy of ``source`` whose first feed-forward hidden channel ``channel`` (lin1's output, after GELU
+    lin2's input) is ``gain`` times larger, with lin2's column scaled back: the same function, up to GELU's
+    curve, with one input channel of lin2 far above the rest (as the SST-2 student's GELU channel 856)."""
+    import torch
+
+    from edgedistill.models import load_classifier
+
+    model = load_classifier(source)
+    ffn = model.distilbert.transformer.layer[0].ffn
+    with torch.no_grad():
+        ffn.lin1.weight[channel] *= gain
+        ffn.lin1.bias[channel] = ffn.lin1.bias[channel].abs() * gain + gain  # well into GELU's linear part
+        ffn.lin2.weight[:, channel] /= gain
+    model.save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (source / name).is_file():
+            (out / name).write_bytes((source / name).read_bytes())
+    return out
+
+
+def test_input_outlier_split_finds_the_channel_keeps_the_function_and_merges_back(tiny_student_dir, tmp_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    from edgedistill.models import load_classifier
+    from edgedistill.outlier_split import InputSplitLinear, find_outlier_channels, merge_outlier_split, split_outlier_channels
+
+    planted = _plant_input_outlier(tiny_student_dir, tmp_path / "planted", channel=7)
+    model = load_classifier(planted).eval()
+    tokenizer = AutoTokenizer.from_pretrained(planted)
+    texts = ["a gripping , funny film", "dull and far too long", "the cast is fine", "not worth the ticket"]
+    plan = find_outlier_channels(model, tokenizer, texts, 32, ratio=8.0, side="input")
+    assert plan["distilbert.transformer.layer.0.ffn.lin2"] == [7]
+    assert "distilbert.transformer.layer.0.ffn.lin2" not in find_outlier_channels(model, tokenizer, texts, 32, 8.0)
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before = model(**batch).logits
+        split_outlier_channels(model, plan, side="input")
+        lin2 = model.distilbert.transformer.layer[0].ffn.lin2
+        assert isinstance(lin2, InputSplitLinear) and float(lin2.inliers.weight[:, 7].abs().max()) == 0.0
+        assert torch.allclose(model(**batch).logits, before, atol=1e-5)
+        merge_outlier_split(model)
+        assert type(model.distilbert.transformer.layer[0].ffn.lin2) is torch.nn.Linear
+        assert torch.allclose(model(**batch).logits, before, atol=1e-5)
+
+
+def test_coreml_w8a8_gives_an_outlier_input_channel_its_own_scale(tiny_student_dir, data, tmp_path):
+    """Core ML quantizes the linear layers' inputs, one scale per tensor: with the planted channel split off,
+    the wide lin2 input keeps its resolution and the emulated logits stay closer to PyTorch."""
+    from edgedistill.backends.mil_emulator import MILEmulator
+
+    planted = _plant_input_outlier(tiny_student_dir, tmp_path / "planted", channel=7)
+    target = load_target("coreml-int8-static")
+    target = TargetConfig.model_validate({**target.model_dump(), "options": {**target.options, "buckets": [16, 32],
+                                                                             "weight_threshold": 512},
+                                          "tolerance": {"min_agreement": 0.0, "max_accuracy_drop": 100.0}})
+    plain = target.model_copy(update={"name": "plain", "options": {**target.options, "outlier_split_ratio": 0}})
+    exported = {t.name: export_target(planted, t, data, tmp_path / t.name, max_length=32, threads=1,
+                                      calibration_samples=64, seed=0, verify_samples=64) for t in (target, plain)}
+    split, unsplit = exported[target.name], exported["plain"]
+    assert split.info["structure"]["outlier_split"]["distilbert.transformer.layer.0.ffn.lin2"] == [7]
+    assert json.loads((split.path / "outlier_split.json").read_text())["side"] == "input"
+    assert "outlier_split" not in unsplit.info["structure"]
+    ops, plain_ops = split.info["structure"]["op_counts"], unsplit.info["structure"]["op_counts"]
+    layers = len(split.info["structure"]["outlier_split"])
+    assert ops["quantize"] == plain_ops["quantize"] + layers  # each narrow layer's input has its own scale
+    assert ops["gather"] >= plain_ops.get("gather", 0) + layers
+
+    def largest_wide_scale(artifact):  # the coarsest int8 step on an input with more than a few channels
+        emulator = MILEmulator(artifact.path / "model.mlpackage")
+        shapes = {}
+        ones = np.ones((1, 16), np.int32)
+        emulator.run({"input_ids": ones, "attention_mask": ones}, lambda n, v: shapes.__setitem__(n, v.shape))
+        return max(float(np.max(emulator.constants[b["scale"]])) for op, _, b, _ in emulator.steps
+                   if op == "quantize" and shapes[b["input"]][-1] > 8)
+
+    assert largest_wide_scale(split) * 5 < largest_wide_scale(unsplit)
+    assert split.info["parity"]["mean_abs"] < unsplit.info["parity"]["mean_abs"]

@@ -13,7 +13,9 @@ Precisions:
   on an fp16 program;
 * ``int8-static`` — W8A8: ``linear_quantize_activations`` (int8 activations, symmetric, ranges calibrated
   on real task text by running the program in the numpy emulator, since calibrating through
-  ``MLModel.predict`` needs macOS) then ``linear_quantize_weights``; the Neural Engine's int8 path;
+  ``MLModel.predict`` needs macOS) then ``linear_quantize_weights``; the Neural Engine's int8 path. Input
+  channels far above the rest (``outlier_split_ratio``) are first moved to a narrow layer of their own
+  (:mod:`edgedistill.outlier_split`, side ``input``), so each quantized input keeps its resolution;
 * ``palettize-6`` / ``palettize-4`` — ``palettize_weights`` (k-means look-up table of 2^n values) on an
   fp16 program; one table per tensor, or with ``palette_group_size: N`` one per N output channels
   (more tables, better fidelity: 4 bits per tensor lost 2.4% agreement on SST-2).
@@ -59,11 +61,18 @@ class CoreMLBackend:
                out_dir: Path) -> list[Path]:
         check_precision(self, target)
         options = target_options(target)
-        mlmodel = self._convert(model_dir, target.precision, options, target.cls_only_last_layer)
+        split = None
         if target.precision == "int8-static":
             if calibration is None or not calibration.inputs:
                 raise ConfigError("int8-static needs calibration text: the calibration sample is empty "
                                   "(data.calibration_samples, and a non-empty train split)")
+            if options.outlier_split_ratio:
+                from edgedistill.outlier_split import plan_outlier_split
+
+                split = plan_outlier_split(model_dir, target.cls_only_last_layer, calibration,
+                                           options.outlier_split_ratio, out_dir, side="input")
+        mlmodel = self._convert(model_dir, target.precision, options, target.cls_only_last_layer, split)
+        if target.precision == "int8-static":
             mlmodel = _quantize_activations(mlmodel, model_dir, options, calibration)
         mlmodel = self._compress(mlmodel, target.precision, options)
         self._describe(mlmodel, model_dir, target)
@@ -89,17 +98,29 @@ class CoreMLBackend:
                               + "; ".join(problems))
         if target.precision.startswith("int8"):
             structure["integer"] = integer_coverage(model_files[0], target_options(target).buckets[-1])
+        from edgedistill.outlier_split import read_plan
+
+        split = read_plan(model_files[0].parent)
+        if split is not None:
+            structure["outlier_split"] = split
         return structure
 
     @staticmethod
-    def _convert(model_dir: Path, precision: str, options: CoreMLOptions, cls_only_last_layer: bool) -> Any:
+    def _convert(model_dir: Path, precision: str, options: CoreMLOptions, cls_only_last_layer: bool,
+                 split: dict[str, list[int]] | None = None) -> Any:
+        """The traced classifier as an ML Program; ``split``: outlier input channels to give their own layers."""
         import coremltools as ct
         import torch
 
         from edgedistill.models import load_for_export, logits_only
 
         buckets = options.buckets
-        model = logits_only(load_for_export(model_dir, cls_only_last_layer))
+        model = load_for_export(model_dir, cls_only_last_layer)
+        if split:
+            from edgedistill.outlier_split import split_outlier_channels
+
+            model = split_outlier_channels(model, split, side="input")
+        model = logits_only(model)
         sample = (torch.zeros(1, buckets[-1], dtype=torch.int32), torch.ones(1, buckets[-1], dtype=torch.int32))
         if options.shapes == "enumerated":
             shape: Any = ct.EnumeratedShapes(shapes=[(1, b) for b in buckets], default=(1, buckets[-1]))
