@@ -147,15 +147,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgedistill.data import load_task_data
-    from edgedistill.export import export_target
+    from edgedistill.export import ExportSettings, export_target
     from edgedistill.targets import load_target
 
     config = _config_from_args(args)
     target = load_target(args.target)
     data = load_task_data(config.data, seed=config.seed)
-    artifact = export_target(Path(args.model), target, data, Path(args.out), max_length=config.data.max_length,
-                             threads=config.threads, calibration_samples=config.data.calibration_samples,
-                             seed=config.seed, verify_samples=args.verify_samples)
+    artifact = export_target(Path(args.model), target, data, Path(args.out),
+                             ExportSettings.from_config(config, verify_samples=args.verify_samples))
     parity = artifact.info["parity"]
     print(json.dumps({"artifact": str(artifact.path), "target": target.name,
                       "files": {k: v["bytes"] for k, v in artifact.info["files"].items()},

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgedistill.atomic import atomic_directory, write_json_atomic
 from edgedistill.backends.base import ARTIFACT_FILE, Artifact, Calibration, ParityError, get_backend
-from edgedistill.config import TargetConfig
+from edgedistill.config import Config, TargetConfig
 from edgedistill.data import TaskData
 from edgedistill.devices import host_device, resolve_device
 from edgedistill.errors import EdgeDistillError, ModelError
@@ -40,6 +41,37 @@ def exporter_fingerprint() -> str:
                         "libraries": library_versions()})
 
 
+@dataclass(frozen=True)
+class ExportSettings:
+    """What every export of one run shares, built once (:meth:`from_config`) and handed to each target."""
+
+    max_length: int = 128  # longest token sequence of the gate's and the calibration's text
+    threads: int = 1  # intra-op threads of the runtimes the gate runs
+    calibration_samples: int = 256  # training rows a static-int8 export calibrates on
+    seed: int = 42  # which rows those are
+    verify_samples: int | None = None  # eval rows the gate reads; None: all
+
+    @classmethod
+    def from_config(cls, config: Config, verify_samples: int | None = None) -> ExportSettings:
+        return cls(max_length=config.data.max_length, threads=config.threads,
+                   calibration_samples=config.data.calibration_samples, seed=config.seed,
+                   verify_samples=verify_samples)
+
+    def cache_inputs(self) -> dict[str, Any]:
+        """The settings an artifact's bytes and gate depend on (threads change neither)."""
+        return {"max_length": self.max_length, "seed": self.seed, "calibration_samples": self.calibration_samples,
+                "verify_samples": self.verify_samples}
+
+
+def export_cache_key(source_sha256: str, exporter: str, target: TargetConfig, data_fingerprint: str,
+                     settings: ExportSettings) -> str:
+    """The pipeline's key for one artifact: its source, the export code, the target and the device it is
+    for, the task data and the settings. ``artifact.json`` records it as ``cache_key``."""
+    return sha256_json({"source": source_sha256, "exporter": exporter, "target": target.model_dump(),
+                        "device": resolve_device(target.device), "data": data_fingerprint,
+                        **settings.cache_inputs()})
+
+
 def file_records(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
@@ -47,20 +79,22 @@ def file_records(folder: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Path, *, max_length: int,
-                  threads: int, calibration_samples: int, seed: int, verify_samples: int | None = None,
-                  extra_info: dict[str, Any] | None = None) -> Artifact:
+def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Path, settings: ExportSettings, *,
+                  source_sha256: str | None = None, extra_info: dict[str, Any] | None = None) -> Artifact:
     """Export ``model_dir`` for ``target`` into ``out``, verified, atomically.
 
-    ``extra_info`` is merged into ``artifact.json`` (the pipeline stores its cache key there).
+    ``source_sha256``: the model folder's :func:`source_hash` when the caller has it (the pipeline hashes
+    each source once for all its targets). ``extra_info`` is merged into ``artifact.json`` (the pipeline
+    stores its cache key there).
     """
     from edgedistill.verify import check_parity
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{model_dir} is not a save_pretrained model folder (no config.json)")
+    max_length, threads = settings.max_length, settings.threads
     backend = get_backend(target.backend)
-    calibration = Calibration(data.calibration_inputs(calibration_samples, seed), max_length) \
+    calibration = Calibration(data.calibration_inputs(settings.calibration_samples, settings.seed), max_length) \
         if target.precision == "int8-static" else None
     log.info("export %s: %s %s from %s", target.name, target.backend, target.precision, model_dir)
     with atomic_directory(out) as tmp:
@@ -73,7 +107,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         draft = Artifact(tmp, {"target": target.model_dump(), "model_files": [p.name for p in model_files]})
         runner = backend.load(draft, threads)
         report = check_parity(model_dir, runner, target, data, max_length=max_length, threads=threads,
-                              verify_samples=verify_samples)
+                              verify_samples=settings.verify_samples)
         if not report.passed:
             raise ParityError(
                 f"target {target.name}: the {target.backend} {target.precision} artifact failed verification "
@@ -87,7 +121,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         info = {
             "schema": SCHEMA_VERSION,
             "target": target.model_dump(),
-            "source": {"path": str(model_dir.resolve()), "sha256": source_hash(model_dir),
+            "source": {"path": str(model_dir.resolve()), "sha256": source_sha256 or source_hash(model_dir),
                        "model_type": config.get("model_type")},
             "model_files": [p.name for p in model_files],
             "files": file_records(tmp),

@@ -19,7 +19,7 @@ from edgedistill.backends.base import Artifact
 from edgedistill.config import Config, TargetConfig
 from edgedistill.data import TaskData, load_task_data
 from edgedistill.errors import ConfigError, EdgeDistillError
-from edgedistill.hashing import sha256_json, sha256_tree
+from edgedistill.hashing import sha256_tree
 from edgedistill.host import host_info, library_versions
 
 log = logging.getLogger("edgedistill.run")
@@ -100,12 +100,13 @@ def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str,
 def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False,
                 data: TaskData | None = None) -> dict[str, Any]:
     """Export every model in ``export_models`` to every target; a failed gate is recorded, not fatal."""
-    from edgedistill.devices import resolve_device
-    from edgedistill.export import check_files, export_target, exporter_fingerprint
+    from edgedistill.export import ExportSettings, check_files, export_cache_key, export_target, exporter_fingerprint
     from edgedistill.model_files import source_hash
 
     workdir = Path(config.workdir)
     data = data if data is not None else load_task_data(config.data, seed=config.seed)
+    settings = ExportSettings.from_config(config)
+    exporter = exporter_fingerprint()
     entries: dict[str, Any] = {}
     for role in config.export_models:
         model_dir = workdir / role
@@ -113,15 +114,10 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
             raise EdgeDistillError(f"export: {model_dir} does not exist; run the "
                                    f"{'teacher' if role == 'teacher' else 'distill'} stage first")
         source = source_hash(model_dir)
-        exporter = exporter_fingerprint()
         for target in targets:
             name = f"{role}-{target.name}"
             out = workdir / "artifacts" / name
-            key = sha256_json({"source": source, "exporter": exporter, "target": target.model_dump(),
-                               "device": resolve_device(target.device),
-                               "data": data.fingerprint,
-                               "max_length": config.data.max_length, "seed": config.seed,
-                               "calibration_samples": config.data.calibration_samples})
+            key = export_cache_key(source, exporter, target, data.fingerprint, settings)
             if not force and (out / "artifact.json").is_file():
                 existing = Artifact.open(out)
                 if existing.info.get("cache_key") == key and not check_files(existing):
@@ -129,10 +125,8 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
                     entries[name] = {"status": "verified", "cached": True, "key": key, **_recorded(existing.info)}
                     continue
             try:
-                artifact = export_target(model_dir, target, data, out, max_length=config.data.max_length,
-                                         threads=config.threads,
-                                         calibration_samples=config.data.calibration_samples,
-                                         seed=config.seed, extra_info={"cache_key": key})
+                artifact = export_target(model_dir, target, data, out, settings, source_sha256=source,
+                                         extra_info={"cache_key": key})
             except EdgeDistillError as exc:
                 log.warning("export %s: %s", name, exc)
                 entries[name] = {"status": "failed", "key": key, "error": str(exc),

@@ -11,6 +11,9 @@ import pytest
 
 from edgedistill.bench.plots import pareto_front
 from edgedistill.bench.timing import measure, percentile, summarize
+from edgedistill.export import ExportSettings
+
+SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=16, seed=0)
 
 
 def test_percentiles_on_a_known_series():
@@ -57,8 +60,7 @@ def bench_workdir(tmp_path_factory, tiny_student_dir, tiny_tokenizer_dir, export
     (work / "teacher" / "metrics.json").write_text(json.dumps({"role": "teacher"}))
     data = load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
     for name in ("onnx-fp32", "onnx-int8-dynamic"):
-        export_target(work / "student", load_target(name), data, work / "artifacts" / f"student-{name}",
-                      max_length=32, threads=1, calibration_samples=16, seed=0)
+        export_target(work / "student", load_target(name), data, work / "artifacts" / f"student-{name}", SETTINGS)
     broken = work / "artifacts" / "student-broken"
     shutil.copytree(work / "artifacts" / "student-onnx-fp32", broken)
     (broken / "model.onnx").write_bytes(b"not an onnx file")

@@ -268,13 +268,14 @@ class TFLiteBackend:
         import torch
 
         from edgedistill.models import load_for_export, logits_only
+        from edgedistill.segments import model_sep_token_id
 
         model = load_for_export(model_dir, cls_only_last_layer)
         if split:
             from edgedistill.outlier_split import split_outlier_channels
 
             model = split_outlier_channels(model, split)
-        model = logits_only(model, "logits")
+        model = logits_only(model, "logits", model_sep_token_id(model_dir, model))
         converter = None
         for seq in options.buckets:
             sample = {"input_ids": torch.zeros(options.batch, seq, dtype=torch.long),
