@@ -78,6 +78,12 @@ def test_tiny_bench_writes_every_output_and_survives_a_crash(tmp_path, bench_wor
     items = discover([work])
     assert [i.name for i in items] == ["teacher-pytorch-fp32", "student-pytorch-fp32", "student-onnx-broken",
                                        "student-onnx-fp32", "student-onnx-int8-dynamic"]
+    from edgedistill.bench.peers import peer_item
+
+    peer = tmp_path / "peer"  # a peer's folder as optimum-cli leaves it: model_quantized.onnx and the tokenizer
+    shutil.copytree(work / "artifacts" / "student-onnx-fp32", peer, ignore=shutil.ignore_patterns("model.onnx"))
+    shutil.copy(work / "artifacts" / "student-onnx-fp32" / "model.onnx", peer / "model_quantized.onnx")
+    items.append(peer_item("student-peer-optimum", "onnx", peer, (work / "student").resolve()))
     settings = BenchSettings(threads=1, batch_sizes=(1, 2), seq_lengths=(8, 16), reference=(1, 16),
                              max_length=32, real_samples=10,
                              timing={"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "min_s": 0.0})
@@ -103,6 +109,10 @@ def test_tiny_bench_writes_every_output_and_survives_a_crash(tmp_path, bench_wor
         assert row["real_lengths"]["sentences"] == 10
     assert rows["student-pytorch-fp32"]["agreement_with_fp32_student"] == 1.0
     assert rows["student-onnx-fp32"]["max_logit_diff"] < 1e-4
+    # A peer runs through the loader its maker named (edgedistill/bench/peers.py), with no branch in the harness.
+    assert rows["student-peer-optimum"]["runtime"] == "onnxruntime (defaults)"
+    assert rows["student-peer-optimum"]["max_logit_diff"] < 1e-4
+    assert rows["student-peer-optimum"]["size_bytes"] == (peer / "model_quantized.onnx").stat().st_size
     # (On a 32-wide model the int8 file is not smaller: scales and extra nodes outweigh the weights.)
     int8, fp32 = rows["student-onnx-int8-dynamic"], rows["student-pytorch-fp32"]
     assert int8["size_ratio_vs_fp32_student"] == round(int8["size_bytes"] / fp32["size_bytes"], 4)
