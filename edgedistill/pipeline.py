@@ -148,6 +148,7 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.cache import is_cached, stage_key, write_stage
+    from edgedistill.model_card import update_cards
     from edgedistill.export import file_records
 
     workdir = Path(config.workdir)
@@ -157,7 +158,9 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     data = data if data is not None else load_task_data(config.data, seed=config.seed)
     b = config.bench
     inputs = {
-        "items": {i.name: sha256_tree(i.path, exclude=frozenset({"teacher.log", "student.log", "baseline.log"}))
+        # logs and model cards (a bench rewrites the cards) do not change what is measured
+        "items": {i.name: sha256_tree(i.path, exclude=frozenset({"teacher.log", "student.log", "baseline.log",
+                                                                  "README.md"}))
                   for i in items},
         "bench": b.model_dump(), "data": data.fingerprint, "threads": config.threads,
     }
@@ -169,6 +172,7 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
                              eval_rows=len(data.eval))
     report = run_bench(items, data.eval.inputs, data.eval.labels, settings, out)
     write_report(report, out)
+    update_cards(report)
     write_stage(out, "bench", key, {"items": list(inputs["items"])})
     log.info("bench: report written to %s", out / "report.md")
     return {"path": str(out), "cached": False, "key": key, "files": file_records(out)}

@@ -84,6 +84,7 @@ class TFLiteRunner:
         if not self.signatures:
             raise ModelError(f"{model_path} has no seq_<N> signatures: not an edgedistill TFLite artifact")
         self.buckets = sorted(self.signatures)
+        self.max_length = self.buckets[-1]
         first = self.model.get_input_tensor_details(signature_name(self.buckets[0]))
         self.batch = int(first["input_ids"]["shape"][0])
         for bucket, signature in self.signatures.items():  # per-call work reduced to copies into these
