@@ -83,7 +83,7 @@ def export_all(students: dict[str, Path], targets: list[Any], data: Any, workdir
                ) -> dict[str, Any]:
     from edgedistill.config import Tolerance
     from edgedistill.errors import EdgeDistillError
-    from edgedistill.export import export_target
+    from edgedistill.export import ExportSettings, export_target
 
     entries: dict[str, Any] = {}
     for role, model_dir in students.items():
@@ -96,8 +96,9 @@ def export_all(students: dict[str, Path], targets: list[Any], data: Any, workdir
             relaxed = target.model_copy(update={"tolerance": Tolerance(**RELAXED_GATE)})
             started = time.perf_counter()
             try:
-                export_target(model_dir, relaxed, data, out, max_length=128, threads=threads,
-                              calibration_samples=128, seed=0, verify_samples=32)
+                export_target(model_dir, relaxed, data, out, ExportSettings(max_length=128, threads=threads,
+                                                                            calibration_samples=128, seed=0,
+                                                                            verify_samples=32))
             except EdgeDistillError as exc:
                 entries[name] = {"status": "failed", "error": str(exc)[:600]}
                 print(f"export {name}: FAILED {str(exc)[:300]}", flush=True)
@@ -219,7 +220,8 @@ def main() -> None:
     parser.add_argument("--min-runs", type=int, default=40)
     args = parser.parse_args()
 
-    from edgedistill.bench.harness import BenchItem, BenchSettings, discover, run_bench
+    from edgedistill.bench.harness import BenchSettings, checkpoint_item, discover, run_bench
+    from edgedistill.bench.peers import peer_item
     from edgedistill.config import DataConfig
     from edgedistill.data import load_task_data
     from edgedistill.host import host_info
@@ -246,12 +248,9 @@ def main() -> None:
     matmul = json.loads(matmul_file.read_text())
 
     items = [i for i in discover([workdir]) if i.kind == "artifact" or i.role in GEOMETRIES]
-    items = [BenchItem(f"{m}-pytorch-fp32", m, "checkpoint", p, "pytorch", "fp32", "pytorch-fp32")
-             for m, p in models.items()] + [i for i in items if i.kind == "artifact"]
-    for name, path in peers.items():
-        kind = "peer-onnx" if "optimum" in name else "peer-tflite"
-        items.append(BenchItem(name, name.split("-")[0], kind, path, kind[5:], "int8-dynamic", name,
-                               models[name.split("-")[0]]))
+    items = [checkpoint_item(p, role=m) for m, p in models.items()] + [i for i in items if i.kind == "artifact"]
+    items += [peer_item(name, "onnx" if "optimum" in name else "tflite", path, models[name.split("-")[0]])
+              for name, path in peers.items()]
     settings = BenchSettings(threads=args.threads, batch_sizes=(1,), seq_lengths=(128,), reference=(1, 128),
                              max_length=128, real_samples=args.real_samples, timeout_s=1800,
                              timing={"warmup_runs": 5, "warmup_s": 1.0, "min_runs": args.min_runs, "min_s": 3.0})

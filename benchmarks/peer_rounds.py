@@ -39,11 +39,10 @@ import numpy as np
 
 def load(kind, path, threads):
     if kind == "artifact":
-        from edgedistill.backends.base import Artifact, get_backend
-        artifact = Artifact.open(Path(path))
-        return get_backend(artifact.target.backend).load(artifact, threads)
-    from edgedistill.bench.peers import load_peer
-    return load_peer(kind, Path(path), threads)
+        from edgedistill.bench.worker import load_artifact
+        return load_artifact(Path(path), threads)
+    from edgedistill.bench import peers
+    return getattr(peers, f"load_{kind}_peer")(Path(path), threads)
 
 spec = json.loads(sys.argv[1])
 runners = [load(kind, path, spec["threads"]) for kind, path in spec["models"]]

@@ -85,16 +85,20 @@ def synchronize_processes() -> None:
         dist.barrier()
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write JSON through a temporary file and rename it over ``path``."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text through a temporary file and rename it over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON through a temporary file and rename it over ``path``."""
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")

@@ -23,7 +23,8 @@ The stages, in order (each reads what the one before wrote under the workdir):
   distill   DistilBERT-style student, its quantization-aware twin, the no-teacher baseline
                                                            -> <workdir>/student/, qat/, baseline/
   export    one model, one target -> a verified artifact folder (model files, tokenizer, artifact.json)
-  verify    re-check an artifact: file hashes, then parity against its source model
+  verify    re-check an artifact: file hashes, golden vectors, then parity against its source model
+  predict   label and probabilities for texts, from a checkpoint or any artifact in its own runtime
   targets   list the target profiles in targets/
   bench     latency, memory, size and accuracy of every model, each in its own process -> report
   compare   two reports side by side
@@ -42,6 +43,8 @@ Examples:
   torchrun --nproc_per_node=2 -m edgedistill distill --data ../shared/data/sst2   # DDP (gloo on CPU)
   edgedistill export --model runs/default/student --target onnx-int8-dynamic --out artifacts/onnx-int8
   edgedistill verify artifacts/onnx-int8 --data ../shared/data/sst2
+  edgedistill predict artifacts/onnx-int8 "a gripping, funny film" "dull and far too long"
+  cat reviews.txt | edgedistill predict runs/default/student - --json
   edgedistill bench --data ../shared/data/sst2               # everything in runs/default -> runs/default/report
 
 Run `edgedistill VERB --help` for the options of each verb.
@@ -147,15 +150,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgedistill.data import load_task_data
-    from edgedistill.export import export_target
+    from edgedistill.export import ExportSettings, export_target
     from edgedistill.targets import load_target
 
     config = _config_from_args(args)
     target = load_target(args.target)
     data = load_task_data(config.data, seed=config.seed)
-    artifact = export_target(Path(args.model), target, data, Path(args.out), max_length=config.data.max_length,
-                             threads=config.threads, calibration_samples=config.data.calibration_samples,
-                             seed=config.seed, verify_samples=args.verify_samples)
+    artifact = export_target(Path(args.model), target, data, Path(args.out),
+                             ExportSettings.from_config(config, verify_samples=args.verify_samples))
     parity = artifact.info["parity"]
     print(json.dumps({"artifact": str(artifact.path), "target": target.name,
                       "files": {k: v["bytes"] for k, v in artifact.info["files"].items()},
@@ -215,6 +217,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify texts with a checkpoint or an artifact."""
+    from edgedistill.predict import open_model, read_texts, render
+
+    texts = read_texts(args.texts, args.file)
+    config = _config_from_args(args)
+    predictor = open_model(args.model, threads=config.threads)
+    if predictor.note:
+        print(f"edgedistill predict: {predictor.note}", file=sys.stderr)
+    print(render(predictor.predict(texts), args.json))
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     """List the target profiles, one line each."""
     from edgedistill.targets import list_targets
@@ -261,6 +276,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(items, texts, data.eval.labels[: len(texts)], settings, out)
     for path in write_report(report, out):
         print(path)
+    from edgedistill.model_card import update_cards
+
+    update_cards(report)  # each artifact's README.md gets its latency and memory on this host
     failed = [r["name"] for r in report["rows"] if r["status"] != "ok"]
     if failed:
         print(f"edgedistill bench: {len(failed)} row(s) failed: {', '.join(failed)} (see report.md)",
@@ -344,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--verify-samples", type=int, metavar="N", help="verify on the first N eval rows")
     check = verb("verify", cmd_verify, "re-check an artifact (or a whole run folder)",
                  "ARTIFACT_DIR: recomputes every file's sha256 against artifact.json (names what changed),\n"
-                 "then re-runs the parity gate against the source model recorded in artifact.json.\n"
+                 "re-runs its golden vectors (golden.json: fixed texts, their ids and the logits recorded at\n"
+                 "export; names each text that no longer reproduces), then re-runs the parity gate against\n"
+                 "the source model recorded in artifact.json.\n"
                  "RUN_DIR (a workdir with manifest.json): re-hashes every output of the run and names\n"
                  "each file that changed.\n"
                  "--layers: where an int8 model loses accuracy, per quantized tensor, worst first:\n"
@@ -357,6 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "error against the float source (SQNR, clipping), the N worst first (default 20; 0: all)")
     check.add_argument("--layer-samples", type=int, default=256, metavar="N",
                        help="eval sentences the per-layer error is measured on (default 256)")
+    predict = verb("predict", cmd_predict, "classify texts with a checkpoint or an artifact",
+                   "MODEL: a save_pretrained checkpoint (run in PyTorch) or an artifact folder (run in its own\n"
+                   "runtime: ONNX Runtime, LiteRT, Core ML; off macOS the labelled Core ML emulation), tokenized\n"
+                   "with the tokenizer files it carries. Prints label, probability and text per line, or with\n"
+                   "--json one JSON object per line (text, label, probabilities).\n"
+                   "  edgedistill predict runs/default/artifacts/student-tflite-int8-static \"not worth the ticket\"")
+    predict.add_argument("model", metavar="MODEL", help="a checkpoint folder or an artifact folder")
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify; - reads one per line from stdin")
+    predict.add_argument("--file", metavar="FILE", help="a UTF-8 text file, one text per line (- for stdin)")
+    predict.add_argument("--json", action="store_true", help="JSON Lines output")
     bench = verb("bench", cmd_bench, "benchmark models and artifacts into one report",
                  "Measures each checkpoint (in PyTorch) and each artifact (in its own runtime) in a fresh\n"
                  "process: load time, peak RSS, eval accuracy, agreement with the teacher and the fp32\n"

@@ -167,7 +167,7 @@ class TargetConfig(_Section):
 DEFAULT_TARGETS = (
     "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-fused-int8-dynamic", "onnx-int8-static",
     "tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights", "tflite-int8-static",
-    "tflite-int8-static-fc-bmm", "coreml-fp16", "coreml-int8-weights", "coreml-palettize-6",
+    "tflite-int8-static-fc-bmm", "coreml-fp16", "coreml-int8-weights", "coreml-int8-static", "coreml-palettize-6",
 )
 
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgedistill.atomic import atomic_directory, write_json_atomic
 from edgedistill.backends.base import ARTIFACT_FILE, Artifact, Calibration, ParityError, get_backend
-from edgedistill.config import TargetConfig
+from edgedistill.config import Config, TargetConfig
 from edgedistill.data import TaskData
 from edgedistill.devices import host_device, resolve_device
 from edgedistill.errors import EdgeDistillError, ModelError
 from edgedistill.hashing import sha256_file, sha256_json
 from edgedistill.host import host_info, library_versions
+from edgedistill.golden import build_golden, check_golden, read_golden, write_golden
+from edgedistill.model_card import CARD_FILE, write_card
 from edgedistill.model_files import copy_side_files, source_hash
 
 log = logging.getLogger("edgedistill.export")
@@ -27,7 +30,11 @@ log = logging.getLogger("edgedistill.export")
 SCHEMA_VERSION = 1
 # The code an artifact's bytes depend on: the backends and what they call to convert, quantize and verify.
 EXPORT_CODE = ("backends", "export.py", "verify.py", "models.py", "cls_pruning.py", "outlier_split.py",
-               "target_options.py", "devices.py", "model_files.py", "segments.py", "data.py")
+               "target_options.py", "devices.py", "model_files.py", "segments.py", "data.py", "golden.py",
+               "model_card.py")
+
+
+UNHASHED = (ARTIFACT_FILE, CARD_FILE)
 
 
 def exporter_fingerprint() -> str:
@@ -40,27 +47,61 @@ def exporter_fingerprint() -> str:
                         "libraries": library_versions()})
 
 
+@dataclass(frozen=True)
+class ExportSettings:
+    """What every export of one run shares, built once (:meth:`from_config`) and handed to each target."""
+
+    max_length: int = 128  # longest token sequence of the gate's and the calibration's text
+    threads: int = 1  # intra-op threads of the runtimes the gate runs
+    calibration_samples: int = 256  # training rows a static-int8 export calibrates on
+    seed: int = 42  # which rows those are
+    verify_samples: int | None = None  # eval rows the gate reads; None: all
+
+    @classmethod
+    def from_config(cls, config: Config, verify_samples: int | None = None) -> ExportSettings:
+        return cls(max_length=config.data.max_length, threads=config.threads,
+                   calibration_samples=config.data.calibration_samples, seed=config.seed,
+                   verify_samples=verify_samples)
+
+    def cache_inputs(self) -> dict[str, Any]:
+        """The settings an artifact's bytes and gate depend on (threads change neither)."""
+        return {"max_length": self.max_length, "seed": self.seed, "calibration_samples": self.calibration_samples,
+                "verify_samples": self.verify_samples}
+
+
+def export_cache_key(source_sha256: str, exporter: str, target: TargetConfig, data_fingerprint: str,
+                     settings: ExportSettings) -> str:
+    """The pipeline's key for one artifact: its source, the export code, the target and the device it is
+    for, the task data and the settings. ``artifact.json`` records it as ``cache_key``."""
+    return sha256_json({"source": source_sha256, "exporter": exporter, "target": target.model_dump(),
+                        "device": resolve_device(target.device), "data": data_fingerprint,
+                        **settings.cache_inputs()})
+
+
 def file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file of an artifact but its record and its card (rewritten by a bench)."""
     return {
         p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ARTIFACT_FILE
+        for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder).as_posix() not in UNHASHED
     }
 
 
-def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Path, *, max_length: int,
-                  threads: int, calibration_samples: int, seed: int, verify_samples: int | None = None,
-                  extra_info: dict[str, Any] | None = None) -> Artifact:
+def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Path, settings: ExportSettings, *,
+                  source_sha256: str | None = None, extra_info: dict[str, Any] | None = None) -> Artifact:
     """Export ``model_dir`` for ``target`` into ``out``, verified, atomically.
 
-    ``extra_info`` is merged into ``artifact.json`` (the pipeline stores its cache key there).
+    ``source_sha256``: the model folder's :func:`source_hash` when the caller has it (the pipeline hashes
+    each source once for all its targets). ``extra_info`` is merged into ``artifact.json`` (the pipeline
+    stores its cache key there).
     """
     from edgedistill.verify import check_parity
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{model_dir} is not a save_pretrained model folder (no config.json)")
+    max_length, threads = settings.max_length, settings.threads
     backend = get_backend(target.backend)
-    calibration = Calibration(data.calibration_inputs(calibration_samples, seed), max_length) \
+    calibration = Calibration(data.calibration_inputs(settings.calibration_samples, settings.seed), max_length) \
         if target.precision == "int8-static" else None
     log.info("export %s: %s %s from %s", target.name, target.backend, target.precision, model_dir)
     with atomic_directory(out) as tmp:
@@ -73,7 +114,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         draft = Artifact(tmp, {"target": target.model_dump(), "model_files": [p.name for p in model_files]})
         runner = backend.load(draft, threads)
         report = check_parity(model_dir, runner, target, data, max_length=max_length, threads=threads,
-                              verify_samples=verify_samples)
+                              verify_samples=settings.verify_samples)
         if not report.passed:
             raise ParityError(
                 f"target {target.name}: the {target.backend} {target.precision} artifact failed verification "
@@ -84,15 +125,18 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
                                                                                max_length, threads)
                 + " No artifact was written.", parity=report.as_dict(), structure=structure)
         config = json.loads((model_dir / "config.json").read_text())
+        label_names = [config.get("id2label", {}).get(str(i), str(i))
+                       for i in range(len(config.get("id2label", {})) or 2)]
+        golden = _golden(runner, model_dir, data, target, max_length, label_names)
+        write_golden(tmp, golden)
         info = {
             "schema": SCHEMA_VERSION,
             "target": target.model_dump(),
-            "source": {"path": str(model_dir.resolve()), "sha256": source_hash(model_dir),
+            "source": {"path": str(model_dir.resolve()), "sha256": source_sha256 or source_hash(model_dir),
                        "model_type": config.get("model_type")},
             "model_files": [p.name for p in model_files],
             "files": file_records(tmp),
-            "label_names": [config.get("id2label", {}).get(str(i), str(i))
-                            for i in range(len(config.get("id2label", {})) or 2)],
+            "label_names": label_names,
             "max_length": max_length,
             "tools": library_versions(),
             # The class the file was built for (``host`` resolved) and the class of the machine that built it.
@@ -106,8 +150,18 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
             **(extra_info or {}),
         }
         write_json_atomic(tmp / ARTIFACT_FILE, info)
+        write_card(tmp, info, golden)
     log.info("export %s: verified (%s) and written to %s", target.name, _summary(report), out)
     return Artifact(out, info)
+
+
+def _golden(runner: Any, model_dir: Path, data: TaskData, target: TargetConfig, max_length: int,
+            label_names: list[str]) -> dict[str, Any]:
+    """The artifact's golden vectors (:mod:`edgedistill.golden`), from its own runner."""
+    from transformers import AutoTokenizer
+
+    return build_golden(runner, AutoTokenizer.from_pretrained(model_dir), data.eval.inputs, backend=target.backend,
+                        precision=target.precision, max_length=max_length, label_names=label_names)
 
 
 LAYER_ERROR_SAMPLES = 128  # eval sentences the per-layer error of a failed int8 gate is measured on
@@ -182,9 +236,17 @@ def verify_artifact(path: Path, data: TaskData | None, *, threads: int, verify_s
 
     artifact = Artifact.open(path)
     problems = check_files(artifact)
+    golden = read_golden(path)
+    runner = None
+    if golden is not None:  # the texts an integrator checks on the device, re-run in this runtime
+        from transformers import AutoTokenizer
+
+        runner = get_backend(artifact.target.backend).load(artifact, threads)
+        problems += check_golden(golden, runner, AutoTokenizer.from_pretrained(path))
     if problems:
-        raise EdgeDistillError(f"{path}: the artifact's files do not match artifact.json:\n  " + "\n  ".join(problems))
-    result: dict[str, Any] = {"artifact": str(path), "files": "ok"}
+        raise EdgeDistillError(f"{path}: the artifact does not match its record:\n  " + "\n  ".join(problems))
+    result: dict[str, Any] = {"artifact": str(path), "files": "ok",
+                              "golden": f"{len(golden['cases'])} cases reproduce" if golden else "none recorded"}
     source = Path(artifact.info["source"]["path"])
     if data is None or not source.is_dir():
         result["parity"] = f"skipped: source model {source} not found" if data else "skipped: no data"
@@ -192,7 +254,8 @@ def verify_artifact(path: Path, data: TaskData | None, *, threads: int, verify_s
     if source_hash(source) != artifact.info["source"]["sha256"]:
         raise EdgeDistillError(f"{path}: its source model {source} changed since export; re-export it")
     target = artifact.target
-    report = check_parity(source, get_backend(target.backend).load(artifact, threads), target, data,
+    runner = runner or get_backend(target.backend).load(artifact, threads)
+    report = check_parity(source, runner, target, data,
                           max_length=artifact.info.get("max_length", 128), threads=threads,
                           verify_samples=verify_samples)
     if not report.passed:

@@ -97,13 +97,18 @@ def load_for_export(model_dir: str | Path, cls_only_last_layer: bool) -> Any:
     return prune_last_layer_to_cls(model)
 
 
-def logits_only(model: Any, output_name: str | None = None) -> Any:
+def logits_only(model: Any, output_name: str | None = None, sep_token_id: int | None = None) -> Any:
     """``(input_ids, attention_mask) -> logits`` around a classifier, in eval mode, for tracing and export.
 
     Core ML traces a plain tensor output; litert-torch names a signature's outputs after the keys of a
-    returned dict, so ``output_name="logits"`` returns ``{"logits": ...}``.
+    returned dict, so ``output_name="logits"`` returns ``{"logits": ...}``. With ``sep_token_id`` (a model
+    that embeds token types: :func:`edgedistill.segments.model_sep_token_id`) the graph derives the token
+    types from the ids (:func:`edgedistill.segments.segment_ids`), so the exported file keeps the two
+    inputs and still reads a sentence pair as it was trained.
     """
     import torch
+
+    from edgedistill.segments import segment_ids
 
     class LogitsOnly(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module):
@@ -111,7 +116,8 @@ def logits_only(model: Any, output_name: str | None = None) -> Any:
             self.inner = inner
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-            logits = self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+            types = {} if sep_token_id is None else {"token_type_ids": segment_ids(input_ids, sep_token_id)}
+            logits = self.inner(input_ids=input_ids, attention_mask=attention_mask, **types).logits
             return logits if output_name is None else {output_name: logits}
 
     return LogitsOnly(model).eval()

@@ -19,7 +19,7 @@ from edgedistill.backends.base import Artifact
 from edgedistill.config import Config, TargetConfig
 from edgedistill.data import TaskData, load_task_data
 from edgedistill.errors import ConfigError, EdgeDistillError
-from edgedistill.hashing import sha256_json, sha256_tree
+from edgedistill.hashing import sha256_tree
 from edgedistill.host import host_info, library_versions
 
 log = logging.getLogger("edgedistill.run")
@@ -100,12 +100,13 @@ def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str,
 def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False,
                 data: TaskData | None = None) -> dict[str, Any]:
     """Export every model in ``export_models`` to every target; a failed gate is recorded, not fatal."""
-    from edgedistill.devices import resolve_device
-    from edgedistill.export import check_files, export_target, exporter_fingerprint
+    from edgedistill.export import ExportSettings, check_files, export_cache_key, export_target, exporter_fingerprint
     from edgedistill.model_files import source_hash
 
     workdir = Path(config.workdir)
     data = data if data is not None else load_task_data(config.data, seed=config.seed)
+    settings = ExportSettings.from_config(config)
+    exporter = exporter_fingerprint()
     entries: dict[str, Any] = {}
     for role in config.export_models:
         model_dir = workdir / role
@@ -113,15 +114,10 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
             raise EdgeDistillError(f"export: {model_dir} does not exist; run the "
                                    f"{'teacher' if role == 'teacher' else 'distill'} stage first")
         source = source_hash(model_dir)
-        exporter = exporter_fingerprint()
         for target in targets:
             name = f"{role}-{target.name}"
             out = workdir / "artifacts" / name
-            key = sha256_json({"source": source, "exporter": exporter, "target": target.model_dump(),
-                               "device": resolve_device(target.device),
-                               "data": data.fingerprint,
-                               "max_length": config.data.max_length, "seed": config.seed,
-                               "calibration_samples": config.data.calibration_samples})
+            key = export_cache_key(source, exporter, target, data.fingerprint, settings)
             if not force and (out / "artifact.json").is_file():
                 existing = Artifact.open(out)
                 if existing.info.get("cache_key") == key and not check_files(existing):
@@ -129,10 +125,8 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
                     entries[name] = {"status": "verified", "cached": True, "key": key, **_recorded(existing.info)}
                     continue
             try:
-                artifact = export_target(model_dir, target, data, out, max_length=config.data.max_length,
-                                         threads=config.threads,
-                                         calibration_samples=config.data.calibration_samples,
-                                         seed=config.seed, extra_info={"cache_key": key})
+                artifact = export_target(model_dir, target, data, out, settings, source_sha256=source,
+                                         extra_info={"cache_key": key})
             except EdgeDistillError as exc:
                 log.warning("export %s: %s", name, exc)
                 entries[name] = {"status": "failed", "key": key, "error": str(exc),
@@ -154,6 +148,7 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.cache import is_cached, stage_key, write_stage
+    from edgedistill.model_card import update_cards
     from edgedistill.export import file_records
 
     workdir = Path(config.workdir)
@@ -163,7 +158,9 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     data = data if data is not None else load_task_data(config.data, seed=config.seed)
     b = config.bench
     inputs = {
-        "items": {i.name: sha256_tree(i.path, exclude=frozenset({"teacher.log", "student.log", "baseline.log"}))
+        # logs and model cards (a bench rewrites the cards) do not change what is measured
+        "items": {i.name: sha256_tree(i.path, exclude=frozenset({"teacher.log", "student.log", "baseline.log",
+                                                                  "README.md"}))
                   for i in items},
         "bench": b.model_dump(), "data": data.fingerprint, "threads": config.threads,
     }
@@ -175,6 +172,7 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
                              eval_rows=len(data.eval))
     report = run_bench(items, data.eval.inputs, data.eval.labels, settings, out)
     write_report(report, out)
+    update_cards(report)
     write_stage(out, "bench", key, {"items": list(inputs["items"])})
     log.info("bench: report written to %s", out / "report.md")
     return {"path": str(out), "cached": False, "key": key, "files": file_records(out)}

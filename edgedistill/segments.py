@@ -2,7 +2,8 @@
 
 A pair is encoded ``[CLS] a [SEP] b [SEP]`` with token type 0 up to and including the first ``[SEP]`` and 1
 after it; a single sentence is all 0 on its real tokens (padding after its ``[SEP]`` gets 1, which the
-attention mask hides). Runners of models that embed token types derive them here instead of feeding zeros.
+attention mask hides). Runners of models that embed token types derive them here instead of feeding zeros,
+and the TFLite and Core ML exports of such models derive them inside the graph (the same three ops).
 """
 
 from __future__ import annotations
@@ -13,10 +14,22 @@ from typing import Any
 
 
 def segment_ids(input_ids: Any, sep_token_id: int) -> Any:
-    """Token types for a numpy array or a torch tensor of ids (same type and shape, int64)."""
+    """Token types for a numpy array or a torch tensor of ids (same type and shape; int64, or the ids' dtype
+    for a torch tensor, so a traced int32 graph stays int32)."""
     is_sep = (input_ids == sep_token_id) * 1
     after_first = (is_sep.cumsum(-1) - is_sep) >= 1
-    return after_first.long() if hasattr(after_first, "long") else after_first.astype("int64")
+    return after_first.to(input_ids.dtype) if hasattr(after_first, "to") else after_first.astype("int64")
+
+
+def model_sep_token_id(model_dir: Path, model: Any) -> int | None:
+    """The ``[SEP]`` id when the model embeds token types (BERT-type: a pair's second sentence is segment 1);
+    None for models without them (DistilBERT), which read a pair from the ids alone."""
+    import inspect
+
+    if getattr(model.config, "type_vocab_size", 0) < 2 or "token_type_ids" not in inspect.signature(
+            model.forward).parameters:
+        return None
+    return sep_token_id(model_dir)
 
 
 def sep_token_id(folder: Path) -> int | None:

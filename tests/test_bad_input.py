@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,10 @@ from edgedistill.atomic import atomic_directory
 from edgedistill.config import DataConfig, load_config
 from edgedistill.data import load_task_data
 from edgedistill.errors import ConfigError, EdgeDistillError, ModelError
+from edgedistill.export import ExportSettings
 from edgedistill.targets import load_target
+
+SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=16, seed=0)
 
 ODD_TEXTS = ["", "   ", "🙂🔥 great 👍", "x" * 10_000, "bad\x00\x07\x1b[31m movie\u200b\u202e", "a\tb\nc"]
 
@@ -103,8 +107,7 @@ def test_odd_text_at_benchmark_time_gives_finite_logits(tmp_path, tiny_student_d
     target = load_target(profile)
     if target.backend == "tflite":
         target = target.model_copy(update={"options": {"buckets": [16, 32]}})
-    artifact = export_target(tiny_student_dir, target, data, tmp_path / "a", max_length=32, threads=1,
-                             calibration_samples=16, seed=0, verify_samples=32)
+    artifact = export_target(tiny_student_dir, target, data, tmp_path / "a", replace(SETTINGS, verify_samples=32))
     runner = get_backend(target.backend).load(artifact, threads=1)
     tokenizer = _tokenizer(artifact.path, max_length=32)
     logits = runner.predict(*_batch(tokenizer, ODD_TEXTS))

@@ -11,6 +11,9 @@ import pytest
 
 from edgedistill.bench.plots import pareto_front
 from edgedistill.bench.timing import measure, percentile, summarize
+from edgedistill.export import ExportSettings
+
+SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=16, seed=0)
 
 
 def test_percentiles_on_a_known_series():
@@ -57,8 +60,7 @@ def bench_workdir(tmp_path_factory, tiny_student_dir, tiny_tokenizer_dir, export
     (work / "teacher" / "metrics.json").write_text(json.dumps({"role": "teacher"}))
     data = load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
     for name in ("onnx-fp32", "onnx-int8-dynamic"):
-        export_target(work / "student", load_target(name), data, work / "artifacts" / f"student-{name}",
-                      max_length=32, threads=1, calibration_samples=16, seed=0)
+        export_target(work / "student", load_target(name), data, work / "artifacts" / f"student-{name}", SETTINGS)
     broken = work / "artifacts" / "student-broken"
     shutil.copytree(work / "artifacts" / "student-onnx-fp32", broken)
     (broken / "model.onnx").write_bytes(b"not an onnx file")
@@ -76,6 +78,12 @@ def test_tiny_bench_writes_every_output_and_survives_a_crash(tmp_path, bench_wor
     items = discover([work])
     assert [i.name for i in items] == ["teacher-pytorch-fp32", "student-pytorch-fp32", "student-onnx-broken",
                                        "student-onnx-fp32", "student-onnx-int8-dynamic"]
+    from edgedistill.bench.peers import peer_item
+
+    peer = tmp_path / "peer"  # a peer's folder as optimum-cli leaves it: model_quantized.onnx and the tokenizer
+    shutil.copytree(work / "artifacts" / "student-onnx-fp32", peer, ignore=shutil.ignore_patterns("model.onnx"))
+    shutil.copy(work / "artifacts" / "student-onnx-fp32" / "model.onnx", peer / "model_quantized.onnx")
+    items.append(peer_item("student-peer-optimum", "onnx", peer, (work / "student").resolve()))
     settings = BenchSettings(threads=1, batch_sizes=(1, 2), seq_lengths=(8, 16), reference=(1, 16),
                              max_length=32, real_samples=10,
                              timing={"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "min_s": 0.0})
@@ -101,6 +109,10 @@ def test_tiny_bench_writes_every_output_and_survives_a_crash(tmp_path, bench_wor
         assert row["real_lengths"]["sentences"] == 10
     assert rows["student-pytorch-fp32"]["agreement_with_fp32_student"] == 1.0
     assert rows["student-onnx-fp32"]["max_logit_diff"] < 1e-4
+    # A peer runs through the loader its maker named (edgedistill/bench/peers.py), with no branch in the harness.
+    assert rows["student-peer-optimum"]["runtime"] == "onnxruntime (defaults)"
+    assert rows["student-peer-optimum"]["max_logit_diff"] < 1e-4
+    assert rows["student-peer-optimum"]["size_bytes"] == (peer / "model_quantized.onnx").stat().st_size
     # (On a 32-wide model the int8 file is not smaller: scales and extra nodes outweigh the weights.)
     int8, fp32 = rows["student-onnx-int8-dynamic"], rows["student-pytorch-fp32"]
     assert int8["size_ratio_vs_fp32_student"] == round(int8["size_bytes"] / fp32["size_bytes"], 4)

@@ -10,6 +10,9 @@ from transformers import (BertConfig, BertForSequenceClassification, DistilBertC
 
 from edgedistill.cls_pruning import prune_last_layer_to_cls
 from edgedistill.errors import ExportError
+from edgedistill.export import ExportSettings
+
+SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=0, seed=0)
 
 SIZES = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 64,
          "vocab_size": 99, "max_position_embeddings": 64}
@@ -90,8 +93,7 @@ def test_onnx_export_runs_the_last_ffn_on_one_row_and_the_option_turns_it_off(tm
     shapes = {}
     for pruned in (True, False):
         target = load_target("onnx-fp32").model_copy(update={"cls_only_last_layer": pruned})
-        artifact = export_target(tiny_student_dir, target, data, tmp_path / str(pruned), max_length=32, threads=1,
-                                 calibration_samples=0, seed=0)
+        artifact = export_target(tiny_student_dir, target, data, tmp_path / str(pruned), SETTINGS)
         assert artifact.info["target"]["cls_only_last_layer"] is pruned
         model = onnx.load(str(artifact.path / "model.onnx"))
         node = next(n for n in model.graph.node if n.op_type == "MatMul" and "layer.1" in n.name and "lin1" in n.name)

@@ -8,8 +8,10 @@ import pytest
 
 from edgedistill.config import load_config
 from edgedistill.errors import ConfigError
-from edgedistill.export import export_target
+from edgedistill.export import ExportSettings, export_target
 from edgedistill.targets import load_target
+
+SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=16, seed=0)
 
 
 def _pretend_host(monkeypatch, isa: list[str]) -> None:
@@ -23,8 +25,7 @@ def _export(tiny_student_dir, data, out, device: str | None = None):
     target = load_target("onnx-int8-dynamic")
     if device is not None:
         target = target.model_copy(update={"device": device})
-    return export_target(tiny_student_dir, target, data, out, max_length=32, threads=1, calibration_samples=16,
-                         seed=0)
+    return export_target(tiny_student_dir, target, data, out, SETTINGS)
 
 
 def _sha(artifact) -> str:

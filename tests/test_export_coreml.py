@@ -14,8 +14,10 @@ from edgedistill.backends.coreml import CoreMLRunner, EmulatedCoreMLRunner, core
 from edgedistill.backends.coreml_spec import describe_package
 from edgedistill.backends.mil_emulator import MILEmulator, UnsupportedOpError
 from edgedistill.errors import ConfigError, ExportError
-from edgedistill.export import export_target
+from edgedistill.export import ExportSettings, export_target
 from edgedistill.targets import load_target
+
+SETTINGS = ExportSettings(max_length=16, threads=1, calibration_samples=0, seed=0)
 
 pytest.importorskip("coremltools")
 
@@ -32,8 +34,7 @@ def tiny_target(name: str, **options):
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, tiny_student_dir, data):
     root = tmp_path_factory.mktemp("coreml")
-    return {name: export_target(tiny_student_dir, tiny_target(name), data, root / name, max_length=16, threads=1,
-                                calibration_samples=0, seed=0)
+    return {name: export_target(tiny_student_dir, tiny_target(name), data, root / name, SETTINGS)
             for name in PROFILES}
 
 
@@ -127,8 +128,7 @@ def test_the_emulator_runs_a_bert_classifier_with_either_attention(tmp_path, tin
     load = AutoModelForSequenceClassification.from_pretrained
     monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained",
                         lambda path, **kw: load(path, attn_implementation=attention, **kw))
-    artifact = export_target(folder, tiny_target("coreml-fp32"), data, tmp_path / "out", max_length=16, threads=1,
-                             calibration_samples=0, seed=0)
+    artifact = export_target(folder, tiny_target("coreml-fp32"), data, tmp_path / "out", SETTINGS)
     ops = artifact.info["structure"]["op_counts"]
     assert ops["softmax"] == (4 if attention == "eager" else 1)
     assert ops.get("scaled_dot_product_attention", 0) == (3 if attention == "sdpa" else 0)
@@ -162,8 +162,7 @@ def test_runner_pads_to_the_smallest_declared_length_and_refuses_longer_input_wh
 
 def test_range_shapes_accept_any_length_up_to_the_largest_bucket(tmp_path, tiny_student_dir, data):
     target = tiny_target("coreml-fp16", shapes="range", deployment_target="iOS17")
-    artifact = export_target(tiny_student_dir, target, data, tmp_path / "range", max_length=16, threads=1,
-                             calibration_samples=0, seed=0)
+    artifact = export_target(tiny_student_dir, target, data, tmp_path / "range", SETTINGS)
     inputs = {f["name"]: f for f in artifact.info["structure"]["inputs"]}
     assert inputs["input_ids"]["shape_range"] == [[1, 1], [1, 16]]
     runner = EmulatedCoreMLRunner(artifact.path / "model.mlpackage")
@@ -174,13 +173,13 @@ def test_range_shapes_accept_any_length_up_to_the_largest_bucket(tmp_path, tiny_
 def test_option_errors_name_the_problem(tmp_path, tiny_student_dir, data):
     with pytest.raises(ConfigError, match="enumerated shapes on two inputs need deployment_target iOS18"):
         export_target(tiny_student_dir, tiny_target("coreml-fp16", deployment_target="iOS16"), data,
-                      tmp_path / "a", max_length=16, threads=1, calibration_samples=0, seed=0)
+                      tmp_path / "a", SETTINGS)
     with pytest.raises(ConfigError, match="options.compute_units: Input should be 'ALL', 'CPU_ONLY'"):
         export_target(tiny_student_dir, tiny_target("coreml-fp16", compute_units="GPU"), data,
-                      tmp_path / "b", max_length=16, threads=1, calibration_samples=0, seed=0)
+                      tmp_path / "b", SETTINGS)
     with pytest.raises(ExportError, match="no weights were quantized to int8 .* weight_threshold \\(100000\\)"):
         export_target(tiny_student_dir, tiny_target("coreml-int8-weights", weight_threshold=100000), data,
-                      tmp_path / "c", max_length=16, threads=1, calibration_samples=0, seed=0)
+                      tmp_path / "c", SETTINGS)
     assert not (tmp_path / "c").exists()
 
 

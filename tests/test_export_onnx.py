@@ -11,7 +11,7 @@ import pytest
 from edgedistill.backends.base import Artifact, ParityError
 from edgedistill.config import TargetConfig
 from edgedistill.errors import ConfigError, DataError, EdgeDistillError, ModelError
-from edgedistill.export import check_files, export_target, verify_artifact
+from edgedistill.export import ExportSettings, check_files, export_target, verify_artifact
 from edgedistill.hashing import sha256_file
 from edgedistill.targets import load_target
 
@@ -19,9 +19,9 @@ PROFILES = ["pytorch-fp32", "onnx-fp32", "onnx-fp32-fused", "onnx-fp16", "onnx-i
             "onnx-int8-dynamic-per-tensor", "onnx-int8-static", "onnx-fused-int8-dynamic"]
 
 
-def export(model: Path, target, data, out: Path, **kwargs):
-    kwargs = {"max_length": 32, "threads": 1, "calibration_samples": 64, "seed": 0, **kwargs}
-    return export_target(model, target, data, out, **kwargs)
+def export(model: Path, target, data, out: Path, **settings):
+    settings = {"max_length": 32, "threads": 1, "calibration_samples": 64, "seed": 0, **settings}
+    return export_target(model, target, data, out, ExportSettings(**settings))
 
 
 @pytest.fixture(scope="module")

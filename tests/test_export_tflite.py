@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from edgedistill.backends.tflite import InputTooLongError, TFLiteRunner, dequantize
-from edgedistill.export import export_target
+from edgedistill.export import ExportSettings, export_target
 from edgedistill.targets import load_target
+
+SETTINGS = ExportSettings(max_length=16, threads=1, calibration_samples=64, seed=0)
 
 PROFILES = ["tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights", "tflite-int8-static"]
 BUCKETS = [8, 16]
@@ -22,8 +24,7 @@ def artifacts(tmp_path_factory, tiny_student_dir, data):
     for name in PROFILES:
         target = load_target(name)
         target = target.model_copy(update={"options": {**target.options, "buckets": BUCKETS}})
-        out[name] = export_target(tiny_student_dir, target, data, root / name, max_length=16, threads=1,
-                                  calibration_samples=64, seed=0)
+        out[name] = export_target(tiny_student_dir, target, data, root / name, SETTINGS)
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,16 @@ import pytest
 
 from edgedistill.config import TargetConfig, Tolerance, load_config
 from edgedistill.errors import ConfigError
-from edgedistill.export import export_target
+from edgedistill.export import ExportSettings, export_target
 from edgedistill.targets import load_target
+
+SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=64, seed=0)
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, tiny_student_dir, data):
     root = tmp_path_factory.mktemp("int8")
-    return {name: export_target(tiny_student_dir, load_target(name), data, root / name, max_length=32, threads=1,
-                                calibration_samples=64, seed=0)
+    return {name: export_target(tiny_student_dir, load_target(name), data, root / name, SETTINGS)
             for name in ("onnx-int8-static", "tflite-int8-static", "tflite-int8-static-fc-bmm")}
 
 
@@ -76,8 +78,7 @@ def test_xnnpack_takes_int8_batch_matmul_only_with_symmetric_activations(artifac
     profile = load_target("tflite-int8-static-fc-bmm")
     asymmetric = TargetConfig.model_validate({**profile.model_dump(), "name": "asym",
                                               "options": {**profile.options, "symmetric_ops": []}})
-    info = export_target(tiny_student_dir, asymmetric, data, tmp_path / "a", max_length=32, threads=1,
-                         calibration_samples=64, seed=0).info["structure"]
+    info = export_target(tiny_student_dir, asymmetric, data, tmp_path / "a", SETTINGS).info["structure"]
     assert info["integer"]["int8_mac_fraction"] > 0.99
     assert info["xnnpack"]["not_delegated"].get("BATCH_MATMUL", 0) >= 1  # left to LiteRT's reference kernels
 
@@ -101,8 +102,8 @@ def _activation_scales(path: Path) -> dict[str, float]:
 @pytest.mark.parametrize("calibration", ["percentile", "entropy"])
 def test_histogram_calibrators_run_to_completion_with_their_own_ranges(artifacts, tiny_student_dir, data, tmp_path,
                                                                        calibration):
-    artifact = export_target(tiny_student_dir, load_target(f"onnx-int8-static-{calibration}"), data, tmp_path / "a",
-                             max_length=32, threads=1, calibration_samples=64, seed=0)
+    target = load_target(f"onnx-int8-static-{calibration}")
+    artifact = export_target(tiny_student_dir, target, data, tmp_path / "a", SETTINGS)
     assert artifact.info["parity"]["passed"]
     assert artifact.info["target"]["options"]["calibration"] == calibration
     minmax = _activation_scales(artifacts["onnx-int8-static"].path / "model.onnx")
@@ -190,8 +191,7 @@ def test_verify_layers_prints_the_table(artifacts, export_data_dir, capsys):
 def test_layer_errors_refuse_a_dynamic_artifact(tiny_student_dir, data, tmp_path):
     from edgedistill.backends.onnx import OnnxBackend
 
-    artifact = export_target(tiny_student_dir, load_target("onnx-int8-dynamic"), data, tmp_path / "d", max_length=32,
-                             threads=1, calibration_samples=64, seed=0)
+    artifact = export_target(tiny_student_dir, load_target("onnx-int8-dynamic"), data, tmp_path / "d", SETTINGS)
     assert artifact.info["structure"]["integer"]["int8_mac_fraction"] == 0.0
     assert artifact.info["structure"]["integer"]["mac_fraction_by_arithmetic"]["dynamic-int8"] > 0.9
     with pytest.raises(ConfigError, match="needs a full-integer"):
@@ -275,8 +275,8 @@ def test_coreml_w8a8_carries_activation_quantization_and_passes_on_the_emulator(
     target = load_target("coreml-int8-static")
     target = TargetConfig.model_validate({**target.model_dump(), "options": {**target.options, "buckets": [16, 32],
                                                                              "weight_threshold": 512}})
-    artifact = export_target(tiny_student_dir, target, data, tmp_path / "c", max_length=32, threads=1,
-                             calibration_samples=32, seed=0, verify_samples=64)
+    settings = replace(SETTINGS, calibration_samples=32, verify_samples=64)
+    artifact = export_target(tiny_student_dir, target, data, tmp_path / "c", settings)
     ops = artifact.info["structure"]["op_counts"]
     assert ops["quantize"] >= 8 and ops["dequantize"] >= ops["quantize"]
     assert artifact.info["structure"]["compressed_weights"].get("constexpr_blockwise_shift_scale", 0) >= 8
@@ -387,8 +387,7 @@ def test_tflite_gives_an_outlier_channel_its_own_int8_layer_and_scale(tiny_stude
     exported = {}
     for t in (target, plain):
         t = t.model_copy(update={"tolerance": Tolerance(min_agreement=0.0, max_accuracy_drop=100.0)})  # numbers only
-        exported[t.name] = export_target(planted, t, data, tmp_path / t.name, max_length=32, threads=1,
-                                         calibration_samples=64, seed=0)
+        exported[t.name] = export_target(planted, t, data, tmp_path / t.name, SETTINGS)
     split, unsplit = exported["tflite-int8-static"], exported["plain"]
     assert split.info["structure"]["outlier_split"] == {"distilbert.transformer.layer.0.ffn.lin2": [5]}
     assert "outlier_split" not in unsplit.info["structure"] and not (unsplit.path / "outlier_split.json").exists()
@@ -479,8 +478,8 @@ def test_coreml_w8a8_gives_an_outlier_input_channel_its_own_scale(tiny_student_d
                                                                              "weight_threshold": 512},
                                           "tolerance": {"min_agreement": 0.0, "max_accuracy_drop": 100.0}})
     plain = target.model_copy(update={"name": "plain", "options": {**target.options, "outlier_split_ratio": 0}})
-    exported = {t.name: export_target(planted, t, data, tmp_path / t.name, max_length=32, threads=1,
-                                      calibration_samples=64, seed=0, verify_samples=64) for t in (target, plain)}
+    settings = replace(SETTINGS, verify_samples=64)
+    exported = {t.name: export_target(planted, t, data, tmp_path / t.name, settings) for t in (target, plain)}
     split, unsplit = exported[target.name], exported["plain"]
     assert split.info["structure"]["outlier_split"]["distilbert.transformer.layer.0.ffn.lin2"] == [7]
     assert json.loads((split.path / "outlier_split.json").read_text())["side"] == "input"

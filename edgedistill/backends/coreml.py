@@ -113,6 +113,7 @@ class CoreMLBackend:
         import torch
 
         from edgedistill.models import load_for_export, logits_only
+        from edgedistill.segments import model_sep_token_id
 
         buckets = options.buckets
         model = load_for_export(model_dir, cls_only_last_layer)
@@ -120,7 +121,7 @@ class CoreMLBackend:
             from edgedistill.outlier_split import split_outlier_channels
 
             model = split_outlier_channels(model, split, side="input")
-        model = logits_only(model)
+        model = logits_only(model, sep_token_id=model_sep_token_id(model_dir, model))
         sample = (torch.zeros(1, buckets[-1], dtype=torch.int32), torch.ones(1, buckets[-1], dtype=torch.int32))
         if options.shapes == "enumerated":
             shape: Any = ct.EnumeratedShapes(shapes=[(1, b) for b in buckets], default=(1, buckets[-1]))

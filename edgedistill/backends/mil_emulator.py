@@ -246,6 +246,19 @@ def _dequantize(a: dict[str, Any]) -> np.ndarray:
     return (q.astype(np.float32) - zero_point) * scale
 
 
+@rule("cumsum")
+def _cumsum(a: dict[str, Any]) -> np.ndarray:
+    """iOS 15 ``cumsum`` along ``axis``; ``exclusive`` leaves each element out of its own sum, ``reverse`` sums
+    from the end (a BERT export's token types come from one over its ``[SEP]`` positions)."""
+    x, axis = np.asarray(a["x"]), int(a.get("axis", 0))
+    if bool(a.get("reverse", False)):
+        x = np.flip(x, axis)
+    out = np.cumsum(x, axis=axis, dtype=x.dtype)
+    if bool(a.get("exclusive", False)):
+        out = out - x
+    return np.flip(out, axis) if bool(a.get("reverse", False)) else out
+
+
 _REDUCE = {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max, "reduce_min": np.min}
 for _name, _fn in _REDUCE.items():
     rule(_name)(lambda a, _fn=_fn: _fn(_f32(a["x"]), axis=None if a.get("axes") is None else

@@ -15,7 +15,7 @@ from edgedistill.backends.base import Artifact, Calibration
 from edgedistill.config import TargetConfig
 from edgedistill.errors import ConfigError
 from edgedistill.models import load_classifier
-from edgedistill.segments import segment_ids, sep_token_id
+from edgedistill.segments import model_sep_token_id, segment_ids
 from edgedistill.target_options import BACKEND_PRECISIONS
 
 WEIGHT_FILES = ("model.safetensors", "config.json")
@@ -27,7 +27,7 @@ class PyTorchRunner:
     def __init__(self, model_dir: Path, threads: int):
         torch.set_num_threads(threads)
         self.model = load_classifier(model_dir).eval()
-        self.sep_token_id = _segment_separator(model_dir, self.model)
+        self.sep_token_id = model_sep_token_id(model_dir, self.model)
 
     @torch.inference_mode()
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -38,17 +38,6 @@ class PyTorchRunner:
         logits = self.model(input_ids=ids, attention_mask=torch.from_numpy(np.asarray(attention_mask, dtype=np.int64)),
                             **extra).logits
         return logits.float().numpy()
-
-
-def _segment_separator(model_dir: Path, model: torch.nn.Module) -> int | None:
-    """The ``[SEP]`` id when the model embeds token types (BERT-type: a pair's second sentence is segment 1);
-    None for models without them (DistilBERT), which read a pair from the ids alone."""
-    import inspect
-
-    if getattr(model.config, "type_vocab_size", 0) < 2 or "token_type_ids" not in inspect.signature(
-            model.forward).parameters:
-        return None
-    return sep_token_id(model_dir)
 
 
 class PyTorchBackend:

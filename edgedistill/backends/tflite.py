@@ -84,6 +84,7 @@ class TFLiteRunner:
         if not self.signatures:
             raise ModelError(f"{model_path} has no seq_<N> signatures: not an edgedistill TFLite artifact")
         self.buckets = sorted(self.signatures)
+        self.max_length = self.buckets[-1]
         first = self.model.get_input_tensor_details(signature_name(self.buckets[0]))
         self.batch = int(first["input_ids"]["shape"][0])
         for bucket, signature in self.signatures.items():  # per-call work reduced to copies into these
@@ -268,13 +269,14 @@ class TFLiteBackend:
         import torch
 
         from edgedistill.models import load_for_export, logits_only
+        from edgedistill.segments import model_sep_token_id
 
         model = load_for_export(model_dir, cls_only_last_layer)
         if split:
             from edgedistill.outlier_split import split_outlier_channels
 
             model = split_outlier_channels(model, split)
-        model = logits_only(model, "logits")
+        model = logits_only(model, "logits", model_sep_token_id(model_dir, model))
         converter = None
         for seq in options.buckets:
             sample = {"input_ids": torch.zeros(options.batch, seq, dtype=torch.long),

@@ -25,18 +25,24 @@ log = logging.getLogger("edgedistill.bench")
 SCHEMA = "edgedistill.report/1"
 ROLE_ORDER = {"teacher": 0, "student": 1, "qat": 2, "baseline": 3}
 CHECKPOINT_ROLES = ("teacher", "student", "qat", "baseline")
+CHECKPOINT_LOADER = "edgedistill.bench.worker:load_checkpoint"
+ARTIFACT_LOADER = "edgedistill.bench.worker:load_artifact"
 
 
 @dataclass
 class BenchItem:
+    """One model to measure: what the report calls it, where it is, and how the worker opens it."""
+
     name: str
     role: str
-    kind: str  # "checkpoint" (a save_pretrained folder, run in PyTorch), "artifact", or "peer-onnx"/"peer-tflite"
+    kind: str  # "checkpoint" (a save_pretrained folder, run in PyTorch), "artifact", or what its maker names it
     path: Path
     backend: str
     precision: str
     target: str
     source: Path | None = None
+    model_files: tuple[Path, ...] = ()  # what its size counts (a folder counts every file in it)
+    loader: str = ARTIFACT_LOADER  # "module:function" the worker calls with (path, threads) for a runner
 
 
 @dataclass
@@ -72,11 +78,11 @@ def discover(paths: list[Path]) -> list[BenchItem]:
         if (path / "artifact.json").is_file():
             items.append(_artifact_item(path))
         elif (path / "config.json").is_file():
-            items.append(_checkpoint_item(path))
+            items.append(checkpoint_item(path))
         elif path.is_dir():
             for role in CHECKPOINT_ROLES:
                 if (path / role / "config.json").is_file():
-                    items.append(_checkpoint_item(path / role))
+                    items.append(checkpoint_item(path / role))
             for artifact in sorted((path / "artifacts").glob("*/artifact.json")):
                 items.append(_artifact_item(artifact.parent))
         else:
@@ -93,9 +99,11 @@ def _role_of(model_dir: Path) -> str:
         return model_dir.name
 
 
-def _checkpoint_item(path: Path) -> BenchItem:
-    role = _role_of(path)
-    return BenchItem(f"{role}-pytorch-fp32", role, "checkpoint", path, "pytorch", "fp32", "pytorch-fp32")
+def checkpoint_item(path: Path, role: str | None = None) -> BenchItem:
+    """A ``save_pretrained`` folder, run in PyTorch; its role from its ``metrics.json`` unless given."""
+    role = role or _role_of(path)
+    return BenchItem(f"{role}-pytorch-fp32", role, "checkpoint", path, "pytorch", "fp32", "pytorch-fp32",
+                     model_files=(path / "model.safetensors",), loader=CHECKPOINT_LOADER)
 
 
 def _artifact_item(path: Path) -> BenchItem:
@@ -104,19 +112,13 @@ def _artifact_item(path: Path) -> BenchItem:
     role = _role_of(source)
     target = info["target"]
     return BenchItem(f"{role}-{target['name']}", role, "artifact", path, target["backend"], target["precision"],
-                     target["name"], source)
+                     target["name"], source, model_files=tuple(path / name for name in info["model_files"]))
 
 
-def _size_bytes(item: BenchItem, info: dict[str, Any] | None) -> int:
-    """Model file bytes; ``info`` is an artifact's ``artifact.json`` (None for checkpoints and peers)."""
-    if item.kind == "checkpoint":
-        return (item.path / "model.safetensors").stat().st_size
-    if item.kind.startswith("peer-"):
-        return sum(f.stat().st_size for f in item.path.iterdir() if f.suffix in (".onnx", ".tflite"))
-    assert info is not None
-    # a model file may be a folder (a Core ML .mlpackage): count every file under it
-    return sum(record["bytes"] for path, record in info["files"].items()
-               if any(path == name or path.startswith(name + "/") for name in info["model_files"]))
+def _size_bytes(item: BenchItem) -> int:
+    """Bytes of the item's model files, a folder (a Core ML .mlpackage) counting every file under it."""
+    return sum(f.stat().st_size for p in item.model_files for f in ([p] if p.is_file() else p.rglob("*"))
+               if f.is_file())
 
 
 def count_parameters(model_dir: Path) -> int:
@@ -179,13 +181,13 @@ def _measure(item: BenchItem, eval_file: Path, settings: BenchSettings, scratch:
             for key in ("integer", "xnnpack"):  # what runs in int8, and where (edgedistill/quant_report.py)
                 if key in structure:
                     row[key] = structure[key]
-        row["size_bytes"] = _size_bytes(item, info)
+        row["size_bytes"] = _size_bytes(item)
         row["parameters"] = count_parameters(item.source or item.path)
     except (OSError, ValueError, KeyError) as exc:
         row["size_bytes"] = row["parameters"] = None
         log.warning("%s: could not read size/parameters: %s", item.name, exc)
     spec = {
-        "path": str(item.path), "kind": item.kind, "threads": settings.threads,
+        "path": str(item.path), "loader": item.loader, "threads": settings.threads,
         "batch_sizes": list(settings.batch_sizes), "seq_lengths": list(settings.seq_lengths),
         "max_length": settings.max_length, "real_samples": settings.real_samples, "timing": settings.timing,
         "eval_file": str(eval_file), "logits_file": str(scratch / f"{item.name}.npy"),

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.bench.harness import BenchItem
 from edgedistill.errors import ExportError
 
 class PlainOnnxRunner:
@@ -70,9 +71,19 @@ class PlainTFLiteRunner:
         return self.length
 
 
-def load_peer(kind: str, path: Path, threads: int) -> Any:
-    model = _model_file(kind, path)
-    return PlainOnnxRunner(model, threads) if kind == "onnx" else PlainTFLiteRunner(model, threads)
+def peer_item(name: str, backend: str, path: Path, source: Path) -> BenchItem:
+    """A peer's folder (``backend``: onnx or tflite, built by :func:`build_onnx_peer` / :func:`build_tflite_peer`)
+    as a bench item, run by the peer's plain runner."""
+    return BenchItem(name, name.split("-")[0], f"peer-{backend}", path, backend, "int8-dynamic", name, source,
+                     model_files=(_model_file(backend, path),), loader=f"edgedistill.bench.peers:load_{backend}_peer")
+
+
+def load_onnx_peer(path: Path, threads: int) -> PlainOnnxRunner:
+    return PlainOnnxRunner(_model_file("onnx", path), threads)
+
+
+def load_tflite_peer(path: Path, threads: int) -> PlainTFLiteRunner:
+    return PlainTFLiteRunner(_model_file("tflite", path), threads)
 
 
 def _model_file(kind: str, path: Path) -> Path:

@@ -55,20 +55,25 @@ def synthetic_inputs(tokenizer: Any, batch: int, seq: int, seed: int = 0) -> tup
     return ids, np.ones((batch, seq), dtype=np.int64)
 
 
-def _load_runner(spec: dict[str, Any]) -> Any:
-    path = Path(spec["path"])
-    if spec["kind"] == "checkpoint":
-        from edgedistill.backends.pytorch import PyTorchRunner
+def load_checkpoint(path: Path, threads: int) -> Any:
+    from edgedistill.backends.pytorch import PyTorchRunner
 
-        return PyTorchRunner(path, spec["threads"])
-    if spec["kind"].startswith("peer-"):
-        from edgedistill.bench.peers import load_peer
+    return PyTorchRunner(path, threads)
 
-        return load_peer(spec["kind"][len("peer-"):], path, spec["threads"])
+
+def load_artifact(path: Path, threads: int) -> Any:
     from edgedistill.backends.base import Artifact, get_backend
 
     artifact = Artifact.open(path)
-    return get_backend(artifact.target.backend).load(artifact, spec["threads"])
+    return get_backend(artifact.target.backend).load(artifact, threads)
+
+
+def _load_runner(spec: dict[str, Any]) -> Any:
+    """The item's runner, from the ``module:function`` its maker named (checkpoints, artifacts, peers)."""
+    import importlib
+
+    module, _, function = spec["loader"].partition(":")
+    return getattr(importlib.import_module(module), function)(Path(spec["path"]), spec["threads"])
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
