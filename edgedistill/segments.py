@@ -16,7 +16,8 @@ from typing import Any
 def segment_ids(input_ids: Any, sep_token_id: int) -> Any:
     """Token types for a numpy array or a torch tensor of ids (same type and shape; int64, or the ids' dtype
     for a torch tensor, so a traced int32 graph stays int32)."""
-    is_sep = (input_ids == sep_token_id) * 1
+    equal = input_ids == sep_token_id  # an explicit cast: a traced `bool * 1` stays bool in TorchScript
+    is_sep = equal.to(input_ids.dtype) if hasattr(equal, "to") else equal.astype("int64")
     after_first = (is_sep.cumsum(-1) - is_sep) >= 1
     return after_first.to(input_ids.dtype) if hasattr(after_first, "to") else after_first.astype("int64")
 

@@ -125,7 +125,7 @@ def test_tiny_bench_writes_every_output_and_survives_a_crash(tmp_path, bench_wor
         "student-pytorch-fp32"]
     assert "| student-onnx-fp32‡ |" in md and "| student-pytorch-fp32 |" in md and "‡ Exported with the last" in md
     csv_lines = (tmp_path / "report.csv").read_text().splitlines()
-    assert len(csv_lines) == 1 + 4 * 4 + 1  # header, 4 shapes x 4 good rows, 1 error row
+    assert len(csv_lines) == 1 + 4 * 5 + 1  # header, 4 shapes x 5 good rows (the peer among them), 1 error row
     assert "| student-onnx-fp32 |" in compare_reports(tmp_path / "report.json", tmp_path / "report.json")
 
 
