@@ -161,8 +161,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     parity = artifact.info["parity"]
     print(json.dumps({"artifact": str(artifact.path), "target": target.name,
                       "files": {k: v["bytes"] for k, v in artifact.info["files"].items()},
-                      "parity": {k: parity[k] for k in ("samples", "max_abs", "agreement",
-                                                         "source_accuracy", "artifact_accuracy", "passed")}},
+                      "parity": {k: parity[k] for k in ("samples", "max_abs", "agreement", "source_accuracy",
+                                                         "artifact_accuracy", "passed", "text_model") if k in parity}},
                      indent=2))
     return 0
 

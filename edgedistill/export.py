@@ -21,7 +21,7 @@ from edgedistill.devices import host_device, resolve_device
 from edgedistill.errors import EdgeDistillError, ModelError
 from edgedistill.hashing import sha256_file, sha256_json
 from edgedistill.host import host_info, library_versions
-from edgedistill.golden import build_golden, check_golden, read_golden, write_golden
+from edgedistill.golden import HARD_CASES, build_golden, check_golden, read_golden, write_golden
 from edgedistill.model_card import CARD_FILE, write_card
 from edgedistill.model_files import copy_side_files, source_hash
 
@@ -124,6 +124,9 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
                 f"{_bytes_under(model_files) / 1e6:.1f} MB)." + _worst_layers(backend, draft, model_dir, data,
                                                                                max_length, threads)
                 + " No artifact was written.", parity=report.as_dict(), structure=structure)
+        check_text_model = getattr(backend, "check_text_model", None)  # a file that takes strings: its own gate
+        text_gate = check_text_model(draft, runner, model_dir, [*data.eval.inputs, *(t for _, t in HARD_CASES)]) \
+            if check_text_model else None
         config = json.loads((model_dir / "config.json").read_text())
         label_names = [config.get("id2label", {}).get(str(i), str(i))
                        for i in range(len(config.get("id2label", {})) or 2)]
@@ -141,7 +144,8 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
             "tools": library_versions(),
             # The class the file was built for (``host`` resolved) and the class of the machine that built it.
             "device": {"target": resolve_device(target.device), "export_host": host_device()},
-            "parity": {**report.as_dict(), "runtime": getattr(runner, "runtime", target.backend)},
+            "parity": {**report.as_dict(), "runtime": getattr(runner, "runtime", target.backend),
+                       **({"text_model": text_gate} if text_gate else {})},
             **({"structure": structure} if structure else {}),
             **({"note": runner.note} if getattr(runner, "note", None) else {}),
             "export_seconds": round(export_s, 2),

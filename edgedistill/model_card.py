@@ -117,6 +117,15 @@ logits = model(**tokenizer("{example}", return_tensors="pt")).logits
 print(model.config.id2label[int(logits.argmax(-1)[0])])''',
     },
 }
+TEXT_SNIPPET = '''import numpy as np
+import onnxruntime as ort
+from onnxruntime_extensions import get_library_path
+
+options = ort.SessionOptions()
+options.register_custom_ops_library(get_library_path())  # the BertTokenizer op
+session = ort.InferenceSession("model_with_tokenizer.onnx", options, providers=["CPUExecutionProvider"])
+logits, token_ids = session.run(["logits", "token_ids"], {{"text": np.array(["{example}", "dull"], dtype=object)}})
+print([{labels}[i] for i in logits.argmax(-1)])'''
 LANGUAGE = {"python": "python", "optimum": "python", "kotlin": "kotlin", "swift": "swift"}
 SNIPPET_TITLE = {"python": "Python", "optimum": "Python (optimum)", "kotlin": "Kotlin (Android, LiteRT)",
                  "swift": "Swift (iOS / macOS, Core ML)"}
@@ -197,9 +206,24 @@ def render_card(info: dict[str, Any], golden: dict[str, Any] | None, bench_row: 
         lines += ["## Last benchmark on this host", "", _bench_line(bench_row), ""]
     if info.get("note"):
         lines += [f"Note: {info['note']}.", ""]
+    values = snippet_values(backend, buckets=buckets, max_length=info.get("max_length", 128), labels=labels,
+                            token_types=token_types)
     lines += ["## How to load it", "", f"From this folder; `{MODEL_FILE[backend]}` is the model.", "",
-              render_snippets(backend, snippet_values(backend, buckets=buckets, max_length=info.get("max_length", 128),
-                                                      labels=labels, token_types=token_types)), ""]
+              render_snippets(backend, values), ""]
+    if "model_with_tokenizer.onnx" in info.get("model_files", []):
+        gate = parity.get("text_model") or {}
+        lines += ["### Strings in: `model_with_tokenizer.onnx`", "",
+                  f"The same model with the tokenizer in the graph (onnxruntime-extensions' `BertTokenizer` op in a "
+                  f"`Loop` over the batch): input `text` (string, `[batch]`, single sentences, truncated at "
+                  f"{options.get('text_max_length', 128)} tokens), outputs `logits` and `token_ids` (the ids it "
+                  f"fed the model, 0-padded). Checked at export on {gate.get('texts', '?')} texts: token ids equal to "
+                  f"the Hugging Face tokenizer's on {gate.get('token_ids_equal', '?')}, logits within "
+                  f"{gate.get('max_abs_vs_id_model', float('nan')):.2g} of `model.onnx`'s. ONNX Runtime needs the "
+                  "extensions' custom-op library registered (Python `onnxruntime-extensions`; Android "
+                  "`onnxruntime-extensions-android`; iOS `onnxruntime-extensions-c`). optimum's "
+                  "`ORTModelForSequenceClassification` keeps working on `model.onnx` (token ids in); it cannot "
+                  "load this file, whose input is text.", "",
+                  f"```python\n{TEXT_SNIPPET.format(**values)}\n```", ""]
     return "\n".join(header + lines)
 
 

@@ -81,6 +81,10 @@ class OnnxOptions(_Options):
                                                        "float_head", "calibration_samples_per_batch"})
 
     fused: bool = False
+    # Also write model_with_tokenizer.onnx: strings in, logits out (onnxruntime-extensions' BertTokenizer op in
+    # an ONNX Loop before model.onnx), checked from strings at export; text_max_length: where it truncates.
+    with_tokenizer: bool = False
+    text_max_length: int = Field(128, ge=3)
     # Per-channel weight scales; unset: per-tensor for int8-dynamic (optimum's default), per-channel for
     # int8-static (the recipe measured in benchmarks/results/full-int8).
     per_channel: bool | None = None

@@ -141,3 +141,24 @@ def test_a_bert_export_of_a_pair_task_passes_the_fp32_gate_with_its_token_types(
         target = TargetConfig.model_validate({**target.model_dump(), "options": options})
     artifact = export_target(folder, target, data, tmp_path / "out", SETTINGS)  # fp32 gate: max |diff| <= 1e-4
     assert artifact.info["parity"]["max_abs"] <= 1e-4
+
+
+def test_the_onnx_tokenizer_graph_refuses_a_pair_task(tmp_path, tiny_tokenizer_dir, pair_data_dir):
+    pytest.importorskip("onnxruntime_extensions")
+    from conftest import make_tiny_bert
+    from edgedistill.config import load_config
+    from edgedistill.data import load_task_data
+    from edgedistill.errors import ConfigError
+    from edgedistill.export import export_target
+    from edgedistill.targets import load_target
+
+    folder = make_tiny_bert(tmp_path / "bert", tiny_tokenizer_dir, with_head=True)
+    config = load_config(overrides={"data.dataset": str(pair_data_dir), "data.text_column": "premise",
+                                    "data.text_pair_column": "hypothesis"})
+    data = load_task_data(config.data, seed=0)
+    target = load_target("onnx-int8-dynamic-with-tokenizer")
+    target = target.model_copy(update={"tolerance": target.tolerance.model_copy(update={"min_agreement": 0.0,
+                                                                                         "max_accuracy_drop": 100.0})})
+    with pytest.raises(ConfigError, match="with_tokenizer builds a graph for single sentences"):
+        export_target(folder, target, data, tmp_path / "out", SETTINGS)
+    assert not (tmp_path / "out").exists()

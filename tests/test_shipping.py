@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.export import ExportSettings, export_target, verify_artifact
+from edgedistill.config import load_config
 from edgedistill.errors import EdgeDistillError
+from edgedistill.export import ExportSettings, export_target, verify_artifact
 from edgedistill.golden import HARD_CASES
 from edgedistill.targets import load_target
 
@@ -149,3 +150,32 @@ def test_predict_bad_input_is_a_one_line_error(shipped, tmp_path):
         done = run_cli(*args)
         err = done.stderr.decode().strip()
         assert done.returncode == 2 and expected in err and len(err.splitlines()) == 1, (args, err)
+
+
+def test_onnx_with_the_tokenizer_inside_takes_strings(tiny_student_dir, data, tmp_path):
+    """model_with_tokenizer.onnx: ids equal to the Hugging Face tokenizer's on every eval sentence and hard
+    case, logits those of model.onnx; a pair task is refused."""
+    pytest.importorskip("onnxruntime_extensions")
+    from edgedistill.backends.onnx_tokenizer import OnnxTextRunner
+    from edgedistill.errors import ConfigError
+
+    target = load_target("onnx-int8-dynamic-with-tokenizer")
+    artifact = export_target(tiny_student_dir, target, data, tmp_path / "text", SETTINGS)
+    gate = artifact.info["parity"]["text_model"]
+    assert gate["passed"] and gate["texts"] == len(data.eval) + len(HARD_CASES) == gate["token_ids_equal"]
+    assert gate["max_abs_vs_id_model"] <= 1e-4
+    assert artifact.info["model_files"] == ["model.onnx", "model_with_tokenizer.onnx"]
+    runner = OnnxTextRunner(artifact.path / "model_with_tokenizer.onnx", threads=1)
+    from transformers import AutoTokenizer
+
+    texts = ["a gripping funny film", "", "dull"]
+    expected = AutoTokenizer.from_pretrained(tiny_student_dir)(texts)["input_ids"]
+    logits, ids = runner.predict_texts(texts)
+    assert logits.shape == (3, 2) and ids.shape == (3, max(map(len, expected)))  # padded to the longest row
+    assert [row[: len(e)].tolist() for row, e in zip(ids, expected, strict=True)] == expected
+    assert ids[1, 2:].tolist() == [0] * (ids.shape[1] - 2)  # the empty string: [CLS] [SEP], then padding
+    card = (artifact.path / "README.md").read_text(encoding="utf-8")
+    assert "register_custom_ops_library" in card and "ORTModelForSequenceClassification" in card
+    with pytest.raises(ConfigError, match="unknown tflite option 'with_tokenizer'"):
+        load_config(overrides={"targets": [{"name": "x", "backend": "tflite", "precision": "fp32",
+                                            "options": {"with_tokenizer": True}}]})

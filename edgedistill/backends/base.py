@@ -10,6 +10,8 @@ A backend is one module with two verbs:
 * optionally ``inspect(model_files, target) -> dict``: structural facts about the file, checked against
   the target (raising on a mismatch), stored in ``artifact.json`` as ``structure`` — for int8 artifacts
   their integer coverage (``structure.integer``, :mod:`edgedistill.quant_report`);
+* optionally ``check_text_model(artifact, runner, source_dir, texts) -> dict | None``: the gate of a model
+  file that takes strings (ONNX ``with_tokenizer``), raising ``ParityError`` when it fails;
 * optionally ``layer_errors(artifact, source_dir, texts, max_length, threads) -> list[TensorError]``: the
   per-tensor quantization error of a full-integer artifact against its float source, on real text
   (``edgedistill verify --layers``, and the message of a failed int8 gate).

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.backends.base import Artifact, Calibration, check_precision, require_full_integer
+from edgedistill.backends.base import Artifact, Calibration, ParityError, check_precision, require_full_integer
 from edgedistill.config import TargetConfig
 from edgedistill.data import Example
 from edgedistill.errors import ConfigError, ExportError, ModelError
@@ -109,10 +109,39 @@ class OnnxBackend:
                                        device=target.device)
             else:
                 self._quantize_static(model_dir, exported, final, calibration, options)
-        return [final]
+        if not options.with_tokenizer:
+            return [final]
+        from edgedistill.backends.onnx_tokenizer import TOKENIZER_MODEL_FILE, build_tokenizer_model
+
+        return [final, build_tokenizer_model(model_dir, final, out_dir / TOKENIZER_MODEL_FILE,
+                                             options.text_max_length)]
 
     def load(self, artifact: Artifact, threads: int) -> OnnxRunner:
         return OnnxRunner(artifact.path / MODEL_FILE, threads)
+
+    def check_text_model(self, artifact: Artifact, runner: OnnxRunner, source_dir: Path,
+                         texts: list[Example]) -> dict[str, Any] | None:
+        """The string gate of a ``with_tokenizer`` artifact (:mod:`edgedistill.backends.onnx_tokenizer`): its
+        token ids against the Hugging Face tokenizer's and its logits against ``model.onnx``'s, on ``texts``."""
+        options = target_options(artifact.target)
+        if not options.with_tokenizer:
+            return None
+        if any(isinstance(text, tuple) for text in texts):
+            raise ConfigError(f"target {artifact.target.name}: with_tokenizer builds a graph for single sentences; "
+                              "this task has sentence pairs (export without with_tokenizer)")
+        from transformers import AutoTokenizer
+
+        from edgedistill.backends.onnx_tokenizer import TOKENIZER_MODEL_FILE, OnnxTextRunner, check_tokenizer_model
+
+        text_runner = OnnxTextRunner(artifact.path / TOKENIZER_MODEL_FILE, threads=1)
+        report = check_tokenizer_model(text_runner, runner, AutoTokenizer.from_pretrained(source_dir),
+                                       [str(t) for t in texts], options.text_max_length)
+        if not report["passed"]:
+            raise ParityError(f"target {artifact.target.name}: {TOKENIZER_MODEL_FILE} failed its string gate: token "
+                              f"ids equal on {report['token_ids_equal']}/{report['texts']} texts (first that differ: "
+                              f"{report['mismatched']}), logits {report['max_abs_vs_id_model']:.3g} from "
+                              f"{MODEL_FILE}'s (max {report['max_abs']:g}). No artifact was written.")
+        return report
 
     def inspect(self, model_files: list[Path], target: TargetConfig) -> dict[str, Any]:
         """Integer coverage of int8 artifacts: the MACs that run in int8, and the op types left in float."""
