@@ -81,10 +81,6 @@ class OnnxOptions(_Options):
                                                        "float_head", "calibration_samples_per_batch"})
 
     fused: bool = False
-    # Also write model_with_tokenizer.onnx: strings in, logits out (onnxruntime-extensions' BertTokenizer op in
-    # an ONNX Loop before model.onnx), checked from strings at export; text_max_length: where it truncates.
-    with_tokenizer: bool = False
-    text_max_length: int = Field(128, ge=3)
     # Per-channel weight scales; unset: per-tensor for int8-dynamic (optimum's default), per-channel for
     # int8-static (the recipe measured in benchmarks/results/full-int8).
     per_channel: bool | None = None
@@ -107,6 +103,10 @@ class OnnxOptions(_Options):
     # 0.03% of the work) in float, as quantizers conventionally keep a network's last layer.
     float_head: bool = False
     calibration_samples_per_batch: int = Field(16, ge=1)
+    # Also write model_with_tokenizer.onnx: strings in, logits out (onnxruntime-extensions' BertTokenizer op in
+    # an ONNX Loop before model.onnx), checked from strings at export; text_max_length: where it truncates.
+    with_tokenizer: bool = False
+    text_max_length: int = Field(128, ge=3)
 
     @field_validator("quantize_ops", "int16_ops")
     @classmethod
