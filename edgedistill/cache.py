@@ -32,13 +32,16 @@ def read_stage(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def is_cached(folder: Path, key: str, required: tuple[str, ...] = ()) -> bool:
-    record = read_stage(folder)
-    return (
-        record is not None
-        and record.get("key") == key
-        and all((Path(folder) / name).exists() for name in required)
-    )
+def reuse(stage: str, key: str, recorded_key: str | None, intact: bool, *, force: bool = False) -> bool:
+    """The one cache decision of every stage (teacher, student, qat, baseline, each export, bench): reuse the
+    finished output when not forced, its recorded key is ``key`` and its files are ``intact``; logs which."""
+    hit = not force and recorded_key == key and intact
+    if hit:
+        log.info("%s: cache hit (key %s)", stage, key[:12])
+    else:
+        log.info("%s: %s (key %s)", stage, "forced" if force else "inputs changed, rebuilding" if recorded_key
+                 else "building", key[:12])
+    return hit
 
 
 def write_stage(folder: Path, stage: str, key: str, inputs: dict[str, Any]) -> None:
@@ -56,12 +59,11 @@ def run_cached_stage(stage: str, out: Path, inputs: dict[str, Any], outputs: tup
     ``stage.json``. Under torchrun every process builds; the first publishes, the others wait for it.
     Returns ``(metrics, cached)``; ``metrics`` is ``{}`` on the processes that do not publish."""
     key = stage_key(stage, inputs)
-    if not force and is_cached(out, key, outputs):
+    record = read_stage(out) or {}
+    if reuse(stage, key, record.get("key"), all((Path(out) / name).exists() for name in outputs), force=force):
         metrics = json.loads((Path(out) / "metrics.json").read_text(encoding="utf-8"))
-        log.info("%s: cache hit (key %s), reusing %s (eval accuracy %.4f)", stage, key[:12], out,
-                 metrics.get("eval_accuracy", float("nan")))
+        log.info("%s: reusing %s (eval accuracy %.4f)", stage, out, metrics.get("eval_accuracy", float("nan")))
         return metrics, True
-    log.info("%s: %s (key %s)", stage, "inputs changed, rebuilding" if read_stage(out) else "building", key[:12])
     with stage_directory(Path(out)) as tmp, log_to_file(tmp / f"{stage}.log"):
         metrics = build(tmp)
         if process_rank() == 0:

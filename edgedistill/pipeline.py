@@ -100,6 +100,7 @@ def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str,
 def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False,
                 data: TaskData | None = None) -> dict[str, Any]:
     """Export every model in ``export_models`` to every target; a failed gate is recorded, not fatal."""
+    from edgedistill.cache import reuse
     from edgedistill.export import ExportSettings, check_files, export_cache_key, export_target, exporter_fingerprint
     from edgedistill.model_files import source_hash
 
@@ -118,12 +119,11 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
             name = f"{role}-{target.name}"
             out = workdir / "artifacts" / name
             key = export_cache_key(source, exporter, target, data.fingerprint, settings)
-            if not force and (out / "artifact.json").is_file():
-                existing = Artifact.open(out)
-                if existing.info.get("cache_key") == key and not check_files(existing):
-                    log.info("export %s: cache hit", name)
-                    entries[name] = {"status": "verified", "cached": True, "key": key, **_recorded(existing.info)}
-                    continue
+            existing = Artifact.open(out) if (out / "artifact.json").is_file() else None
+            if existing is not None and reuse(f"export {name}", key, existing.info.get("cache_key"),
+                                              not check_files(existing), force=force):
+                entries[name] = {"status": "verified", "cached": True, "key": key, **_recorded(existing.info)}
+                continue
             try:
                 artifact = export_target(model_dir, target, data, out, settings, source_sha256=source,
                                          extra_info={"cache_key": key})
@@ -147,7 +147,7 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     measured has changed (artifacts of targets no longer configured are left out)."""
     from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
-    from edgedistill.cache import is_cached, stage_key, write_stage
+    from edgedistill.cache import read_stage, reuse, stage_key, write_stage
     from edgedistill.model_card import update_cards
     from edgedistill.export import file_records
 
@@ -165,8 +165,9 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
         "bench": b.model_dump(), "data": data.fingerprint, "threads": config.threads,
     }
     key = stage_key("bench", inputs)
-    if not force and is_cached(out, key, ("report.json", "report.md")):
-        log.info("bench: cache hit (key %s), report in %s", key[:12], out)
+    recorded = (read_stage(out) or {}).get("key")
+    if reuse("bench", key, recorded, all((out / f).is_file() for f in ("report.json", "report.md")), force=force):
+        log.info("bench: report in %s", out)
         return {"path": str(out), "cached": True, "key": key, "files": file_records(out)}
     settings = settings_from(b, threads=config.threads, max_length=config.data.max_length,
                              eval_rows=len(data.eval))

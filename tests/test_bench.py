@@ -89,6 +89,11 @@ def test_tiny_bench_writes_every_output_and_survives_a_crash(tmp_path, bench_wor
                              timing={"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "min_s": 0.0})
     report = run_bench(items, data.eval.texts, data.eval.labels, settings, tmp_path, progress=False)
     written = write_report(report, tmp_path)
+    from edgedistill.model_card import update_cards
+
+    update_cards(report)  # each artifact's card gets its latency on this host; the record stays intact
+    card = (work / "artifacts" / "student-onnx-fp32" / "README.md").read_text(encoding="utf-8")
+    assert "## Last benchmark on this host" in card and "p50" in card and "batch 1 × 16 tokens" in card
     names = {p.name for p in written}
     assert names == {"report.json", "report.md", "report.csv", "accuracy_vs_latency.png", "size.png",
                      "latency_vs_length.png"}
