@@ -328,6 +328,17 @@ def test_qat_role_is_written_as_a_plain_checkpoint(tmp_path, tiny_encoder_dir, t
     assert stage["inputs"]["qat"]["init"]  # keyed by the student it started from
 
 
+def _save_beside_tokenizer(model, source: Path, out: Path) -> Path:
+    """``model`` saved to ``out`` with the tokenizer files of ``source``: a checkpoint the exporters take."""
+    from edgedistill.model_files import TOKENIZER_FILES
+
+    model.save_pretrained(out)
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            (out / name).write_bytes((source / name).read_bytes())
+    return out
+
+
 def _plant_outlier(source: Path, out: Path, channel: int, gain: float = 300.0) -> Path:
     """A copy of ``source`` whose first feed-forward output channel ``channel`` is ``gain`` times larger, as
     BERT's residual-stream outliers are (the next LayerNorm takes most of it back out)."""
@@ -340,11 +351,7 @@ def _plant_outlier(source: Path, out: Path, channel: int, gain: float = 300.0) -
     with torch.no_grad():
         lin2.weight[channel] *= gain
         lin2.bias[channel] = lin2.bias[channel] * gain + gain
-    model.save_pretrained(out)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        if (source / name).is_file():
-            (out / name).write_bytes((source / name).read_bytes())
-    return out
+    return _save_beside_tokenizer(model, source, out)
 
 
 def test_outlier_split_finds_the_channel_keeps_the_function_and_merges_back(tiny_student_dir, tmp_path):
@@ -434,11 +441,7 @@ def _plant_input_outlier(source: Path, out: Path, channel: int, gain: float = 60
         ffn.lin1.weight[channel] *= gain
         ffn.lin1.bias[channel] = ffn.lin1.bias[channel].abs() * gain + gain  # well into GELU's linear part
         ffn.lin2.weight[:, channel] /= gain
-    model.save_pretrained(out)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        if (source / name).is_file():
-            (out / name).write_bytes((source / name).read_bytes())
-    return out
+    return _save_beside_tokenizer(model, source, out)
 
 
 def test_input_outlier_split_finds_the_channel_keeps_the_function_and_merges_back(tiny_student_dir, tmp_path):
