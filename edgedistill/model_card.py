@@ -182,7 +182,8 @@ def render_card(info: dict[str, Any], golden: dict[str, Any] | None, bench_row: 
         f"(1, N), N in {buckets}" if backend == "coreml" else f"(batch, N), signature `seq_N`, N in {buckets}"
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
     lines += [f"| `{name}` (input) | {dtype} | {shape} |" for name in names]
-    lines += [f"| `logits` (output) | float32 | (batch, {len(labels)}) |", ""]
+    batch = "1" if backend == "coreml" else "batch"  # the Core ML package's shapes are batch 1
+    lines += [f"| `logits` (output) | float32 | ({batch}, {len(labels)}) |", ""]
     lines += ["Token ids come from `tokenizer.json` (WordPiece, `[CLS] text [SEP]`, a pair as "
               "`[CLS] a [SEP] b [SEP]`); 1 in the mask for real tokens, 0 for padding."
               + (" Shorter input is padded with 0 up to the smallest length that holds it." if buckets else ""),
