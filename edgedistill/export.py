@@ -19,9 +19,9 @@ from edgedistill.config import Config, TargetConfig
 from edgedistill.data import TaskData
 from edgedistill.devices import host_device, resolve_device
 from edgedistill.errors import EdgeDistillError, ModelError
+from edgedistill.golden import HARD_CASES, build_golden, check_golden, read_golden, write_golden
 from edgedistill.hashing import sha256_file, sha256_json
 from edgedistill.host import host_info, library_versions
-from edgedistill.golden import HARD_CASES, build_golden, check_golden, read_golden, write_golden
 from edgedistill.model_card import CARD_FILE, write_card
 from edgedistill.model_files import copy_side_files, source_hash
 
