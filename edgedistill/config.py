@@ -92,6 +92,11 @@ class DistillConfig(TrainingRecipe):
     alpha_kd: float = Field(1.0, ge=0)
     alpha_ce: float = Field(1.0, ge=0)
     alpha_cos: float = Field(1.0, ge=0)
+    # Intermediate-layer distillation (TinyBERT's task stage), on the layers `align` pairs: the hidden
+    # states' mean squared error (through a learned projection when the student is narrower) and the KL
+    # between the teacher's and the student's attention distributions (heads averaged when counts differ).
+    alpha_mse: float = Field(0.0, ge=0)
+    alpha_att: float = Field(0.0, ge=0)
     cache_teacher_logits: bool = False
     baseline: bool = True
     qat: QatConfig = QatConfig()
@@ -102,11 +107,12 @@ class DistillConfig(TrainingRecipe):
         if self.layer_map is not None and len(self.layer_map) != self.layers:
             raise ValueError(f"layer_map {self.layer_map} has {len(self.layer_map)} entries for "
                              f"{self.layers} student layers")
-        if not (self.alpha_kd or self.alpha_ce or self.alpha_cos):
-            raise ValueError("alpha_kd, alpha_ce and alpha_cos are all 0: nothing to train on")
-        if self.cache_teacher_logits and self.alpha_cos:
-            raise ValueError("cache_teacher_logits saves the teacher's passes only without the hidden-state "
-                             "loss; set alpha_cos to 0 or cache_teacher_logits to false")
+        if not (self.alpha_kd or self.alpha_ce or self.alpha_cos or self.alpha_mse or self.alpha_att):
+            raise ValueError("alpha_kd, alpha_ce, alpha_cos, alpha_mse and alpha_att are all 0: nothing to train on")
+        layer_terms = [k for k in ("alpha_cos", "alpha_mse", "alpha_att") if getattr(self, k)]
+        if self.cache_teacher_logits and layer_terms:
+            raise ValueError(f"cache_teacher_logits saves the teacher's passes only without the layer losses; set "
+                             f"{', '.join(layer_terms)} to 0 or cache_teacher_logits to false")
         return self
 
 

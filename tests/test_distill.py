@@ -17,8 +17,10 @@ from conftest import make_tiny_bert
 from edgedistill.config import load_config
 from edgedistill.distill.losses import (
     LossWeights,
+    attention_kl_loss,
     cosine_alignment_loss,
     distillation_loss,
+    hidden_mse_loss,
     soft_target_loss,
 )
 from edgedistill.distill.student import build_student, default_layer_map
@@ -55,6 +57,27 @@ def test_cosine_loss_ignores_padding():
     # token 0: cos 1 -> 0; token 1: cos 0 -> 1; token 2 is padding (cos 0 would add 1).
     assert cosine_alignment_loss(hs, ht, mask).item() == pytest.approx(0.5)
     assert cosine_alignment_loss(hs, ht, torch.tensor([[1, 1, 1]])).item() == pytest.approx(2 / 3)
+
+
+def test_hidden_mse_ignores_padding():
+    student, teacher = torch.zeros(1, 3, 4), torch.ones(1, 3, 4)
+    teacher[0, 2] = 100.0  # a padding position: must not count
+    mask = torch.tensor([[1, 1, 0]])
+    assert hidden_mse_loss(student, teacher, mask).item() == pytest.approx(1.0)
+
+
+def test_attention_kl_matches_hand_computation_and_averages_heads_when_counts_differ():
+    uniform = torch.full((1, 2, 2, 2), 0.5)  # batch 1, 2 heads, 2 queries, 2 keys
+    peaked = torch.tensor([0.9, 0.1]).expand(1, 2, 2, 2)
+    mask = torch.tensor([[1, 1]])
+    assert attention_kl_loss(uniform, uniform, mask).item() == pytest.approx(0.0, abs=1e-6)
+    expected = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)  # KL(teacher=peaked ‖ student=uniform)
+    assert attention_kl_loss(uniform, peaked, mask).item() == pytest.approx(expected, rel=1e-5)
+    one_head = torch.full((1, 1, 2, 2), 0.5)  # 1 student head against 2 teacher heads: heads averaged
+    assert attention_kl_loss(one_head, peaked, mask).item() == pytest.approx(expected, rel=1e-5)
+    padded_query = peaked.clone()
+    padded_query[0, :, 1] = torch.tensor([0.01, 0.99])  # the second query row is padding: ignored
+    assert attention_kl_loss(uniform, padded_query, torch.tensor([[1, 0]])).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_total_is_the_weighted_sum_and_zero_weights_skip_terms():
@@ -120,6 +143,8 @@ def test_config_refuses_inconsistent_distill_settings():
         load_config(overrides={"distill.alpha_kd": 0, "distill.alpha_ce": 0, "distill.alpha_cos": 0})
     with pytest.raises(ConfigError, match="set alpha_cos to 0"):
         load_config(overrides={"distill.cache_teacher_logits": True})
+    with pytest.raises(ConfigError, match="set alpha_cos, alpha_att to 0"):
+        load_config(overrides={"distill.cache_teacher_logits": True, "distill.alpha_att": 1.0})
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -228,6 +253,23 @@ def test_cached_teacher_logits_and_narrow_student(tmp_path, distilled, toy_data_
     assert result.metrics["hidden_size"] == 16 and result.metrics["layer_map"] is None
     assert result.metrics["init"].startswith("random")  # nothing of the wider teacher fits: trained from scratch
     assert result.metrics["parameters"] < result.metrics["teacher_parameters"] / 2
+
+
+def test_intermediate_layer_losses_train_on_hidden_states_and_attentions(tmp_path, distilled, toy_data_dir):
+    """TinyBERT-style task distillation: hidden-state MSE and attention KL on uniformly paired layers."""
+    from edgedistill.distill import run_distill
+
+    config, _ = distilled
+    layered = distill_config(tmp_path / "layers", Path(config.workdir) / "teacher", toy_data_dir, **{
+        "distill.alpha_cos": 0, "distill.alpha_mse": 1.0, "distill.alpha_att": 1.0, "distill.align": "uniform",
+        "distill.baseline": False, "distill.qat.enabled": False})
+    (result,) = run_distill(layered)
+    log = (result.path / "student.log").read_text()
+    logged = [json.loads(line.split(": ", 2)[2].replace("'", '"')) for line in log.splitlines() if "'loss':" in line]
+    assert all("loss_mse" in row and "loss_att" in row and "loss_cos" not in row for row in logged)
+    assert logged[-1]["loss_att"] < logged[0]["loss_att"]  # the student's attention moves toward the teacher's
+    assert result.metrics["loss_weights"]["alpha_att"] == 1.0 and result.metrics["align"] == "uniform"
+    assert result.metrics["eval_accuracy"] >= 0.7
 
 
 LAUNCHERS = {

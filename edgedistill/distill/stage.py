@@ -64,7 +64,9 @@ def _weights(config: Config, role: str) -> dict[str, float]:
     d = config.distill
     if role == "baseline":
         return {"alpha_kd": 0.0, "alpha_ce": 1.0, "alpha_cos": 0.0, "temperature": d.temperature}
-    return {"alpha_kd": d.alpha_kd, "alpha_ce": d.alpha_ce, "alpha_cos": d.alpha_cos, "temperature": d.temperature}
+    layer_losses = {"alpha_mse": d.alpha_mse, "alpha_att": d.alpha_att} if d.alpha_mse or d.alpha_att else {}
+    return {"alpha_kd": d.alpha_kd, "alpha_ce": d.alpha_ce, "alpha_cos": d.alpha_cos, "temperature": d.temperature,
+            **layer_losses}
 
 
 def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, data: TaskData,
@@ -75,8 +77,7 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
         "student": student_source,
         "data": data.fingerprint,
         "max_length": config.data.max_length,
-        "distill": config.distill.model_dump(exclude={"baseline", "qat", "eval_batch_size", "logging_steps",
-                                                      "save_steps"}),
+        "distill": _recipe_inputs(config),
         "weights": _weights(config, role),
         "seed": config.seed,
     }
@@ -94,8 +95,17 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
     return DistillResult(role, out, metrics, cached=cached)
 
 
+def _recipe_inputs(config: Config) -> dict[str, Any]:
+    """The distill settings a trained student depends on (its cache key)."""
+    recipe = config.distill.model_dump(exclude={"baseline", "qat", "eval_batch_size", "logging_steps", "save_steps"})
+    for key in ("alpha_mse", "alpha_att"):  # added later: at 0 they leave earlier students' keys as they were
+        if not recipe[key]:
+            del recipe[key]
+    return recipe
+
+
 def _layer_pairs(config: Config, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
-    """(student, teacher) hidden-state indices for the cosine loss; index 0 is the embeddings."""
+    """(student, teacher) hidden-state indices for the layer losses; index 0 is the embeddings."""
     if config.distill.align == "last":
         return [(student_layers, teacher_layers)]
     stride = teacher_layers / student_layers
@@ -203,9 +213,12 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
         d = d.model_copy(update={"epochs": d.qat.epochs, "learning_rate": d.qat.learning_rate})
     weights = LossWeights(**_weights(config, role))
     s_layers, t_layers = num_layers_of(student), teacher.config.num_hidden_layers
-    pairs = _layer_pairs(config, s_layers, t_layers) if weights.alpha_cos else []
+    pairs = _layer_pairs(config, s_layers, t_layers) if weights.uses_layers else []
+    if weights.alpha_att:  # the fused attention kernels return no attention probabilities
+        for model in (teacher, student):
+            model.set_attn_implementation("eager")
     projections = None
-    if pairs and hidden_size_of(student) != teacher.config.hidden_size:
+    if pairs and weights.uses_hidden_states and hidden_size_of(student) != teacher.config.hidden_size:
         projections = nn.ModuleList(nn.Linear(hidden_size_of(student), teacher.config.hidden_size) for _ in pairs)
     log.info("%s: %s, %d layers, hidden %d, %.1fM parameters, init from %s; loss weights %s",
              role, type(student).__name__, s_layers, hidden_size_of(student),
@@ -233,7 +246,7 @@ def _fit(config: Config, run: _Run, checkpoints: Path) -> tuple[Any, str | None]
     from edgedistill.training import LogToFileCallback, training_arguments
 
     d, weights = run.recipe, run.weights
-    needs_teacher = (weights.alpha_kd and not run.cached_teacher_logits) or weights.alpha_cos
+    needs_teacher = (weights.alpha_kd and not run.cached_teacher_logits) or weights.uses_layers
     extra: dict[str, Any] = {"remove_unused_columns": False}
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         extra["ddp_backend"] = "gloo"
@@ -297,7 +310,7 @@ def _evaluate(config: Config, run: _Run, out: Path) -> dict[str, Any]:
         "hidden_size": hidden_size_of(run.student),
         "layer_map": run.layer_map,
         "loss_weights": _weights(config, run.role),
-        "align": run.recipe.align if run.weights.alpha_cos else None,
+        "align": run.recipe.align if run.weights.uses_layers else None,
         "parameters": sum(p.numel() for p in run.student.parameters()),
         "teacher_parameters": sum(p.numel() for p in run.teacher.parameters()),
         "size_bytes": (out / "model.safetensors").stat().st_size,

@@ -50,15 +50,20 @@ class DistillationTrainer(Trainer):
         labels = inputs.pop("labels")
         cached_logits = inputs.pop("teacher_logits", None)
         token_type_ids = inputs.pop("token_type_ids", None)  # the teacher's alone: DistilBERT has none
-        want_hidden = bool(self.weights.alpha_cos and self.layer_pairs)
-        outputs = model(**inputs, output_hidden_states=want_hidden)
-        teacher_logits, teacher_hidden = cached_logits, None
-        needs_teacher = (self.weights.alpha_kd and cached_logits is None) or want_hidden
+        want_hidden = bool(self.weights.uses_hidden_states and self.layer_pairs)
+        want_attention = bool(self.weights.alpha_att and self.layer_pairs)
+        outputs = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attention)
+        teacher_logits, teacher_hidden, teacher_attention = cached_logits, None, None
+        needs_teacher = (self.weights.alpha_kd and cached_logits is None) or want_hidden or want_attention
         if needs_teacher:
             with torch.no_grad():
-                t_out = self.teacher(**inputs, token_type_ids=token_type_ids, output_hidden_states=want_hidden)
+                t_out = self.teacher(**inputs, token_type_ids=token_type_ids, output_hidden_states=want_hidden,
+                                     output_attentions=want_attention)
             teacher_logits = t_out.logits if cached_logits is None else cached_logits
-            teacher_hidden = t_out.hidden_states
+            teacher_hidden, teacher_attention = t_out.hidden_states, t_out.attentions
+        # hidden-state index i is the output of layer i (0: the embeddings); attentions count layers from 0
+        attention_pairs = [(outputs.attentions[s - 1], teacher_attention[t - 1]) for s, t in self.layer_pairs
+                           if s >= 1 and t >= 1] if want_attention else []
         hidden_pairs = []
         if want_hidden:
             module = model.module if hasattr(model, "module") else model
@@ -68,7 +73,7 @@ class DistillationTrainer(Trainer):
                     student_h = module.projections[k](student_h)
                 hidden_pairs.append((student_h, teacher_hidden[t_index]))
         loss, parts = distillation_loss(outputs.logits, teacher_logits, labels, self.weights, hidden_pairs,
-                                        inputs["attention_mask"])
+                                        inputs["attention_mask"], attention_pairs)
         for name, value in parts.items():
             self._loss_parts.setdefault(name, []).append(value)
         return (loss, outputs) if return_outputs else loss
