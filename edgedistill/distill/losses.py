@@ -95,16 +95,12 @@ def distillation_loss(
         ce = F.cross_entropy(student_logits, labels)
         total = total + weights.alpha_ce * ce
         parts["loss_ce"] = ce.item()
-    if weights.alpha_cos and hidden_pairs:
-        cos = torch.stack([cosine_alignment_loss(s, t, attention_mask) for s, t in hidden_pairs]).mean()
-        total = total + weights.alpha_cos * cos
-        parts["loss_cos"] = cos.item()
-    if weights.alpha_mse and hidden_pairs:
-        mse = torch.stack([hidden_mse_loss(s, t, attention_mask) for s, t in hidden_pairs]).mean()
-        total = total + weights.alpha_mse * mse
-        parts["loss_mse"] = mse.item()
-    if weights.alpha_att and attention_pairs:
-        att = torch.stack([attention_kl_loss(s, t, attention_mask) for s, t in attention_pairs]).mean()
-        total = total + weights.alpha_att * att
-        parts["loss_att"] = att.item()
+    layer_terms = (("loss_cos", weights.alpha_cos, cosine_alignment_loss, hidden_pairs),
+                   ("loss_mse", weights.alpha_mse, hidden_mse_loss, hidden_pairs),
+                   ("loss_att", weights.alpha_att, attention_kl_loss, attention_pairs))
+    for name, weight, term, pairs in layer_terms:  # each averaged over the paired layers
+        if weight and pairs:
+            value = torch.stack([term(s, t, attention_mask) for s, t in pairs]).mean()
+            total = total + weight * value
+            parts[name] = value.item()
     return total, parts
