@@ -57,7 +57,8 @@ def run_cached_stage(stage: str, out: Path, inputs: dict[str, Any], outputs: tup
     """A trained model's stage (teacher, student, qat, baseline): reuse ``out`` when its key matches, or call
     ``build(tmp)`` in a temporary folder published atomically with its config, ``metrics.json`` and
     ``stage.json``. Under torchrun every process builds; the first publishes, the others wait for it.
-    Returns ``(metrics, cached)``; ``metrics`` is ``{}`` on the processes that do not publish."""
+    Returns ``(metrics, cached)``: ``metrics`` as ``build`` returned it (the distill stages return ``{}`` on
+    the processes that do not publish)."""
     key = stage_key(stage, inputs)
     record = read_stage(out) or {}
     if reuse(stage, key, record.get("key"), all((Path(out) / name).exists() for name in outputs), force=force):

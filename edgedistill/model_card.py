@@ -16,6 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgedistill.golden import INPUT_DTYPE
+from edgedistill.target_options import parse_options
+
 CARD_FILE = "README.md"
 
 LIBRARY = {"pytorch": "transformers", "onnx": "onnx", "tflite": "tflite", "coreml": "coreml"}
@@ -154,8 +157,8 @@ def readme_examples() -> str:
     labels = ["negative", "positive"]
     parts = []
     for backend, kind in (("onnx", "python"), ("tflite", "kotlin"), ("coreml", "swift")):
-        values = snippet_values(backend, buckets=None if backend == "onnx" else [32, 64, 128], max_length=128,
-                                labels=labels, token_types=False)
+        buckets = getattr(parse_options(backend, "fp32", {}), "buckets", None)  # the profiles' defaults
+        values = snippet_values(backend, buckets=buckets, max_length=128, labels=labels, token_types=False)
         parts.append(f"```{LANGUAGE[kind]}\n{SNIPPETS[backend][kind].format(**values)}\n```")
     return "\n\n".join(parts)
 
@@ -165,8 +168,8 @@ def render_card(info: dict[str, Any], golden: dict[str, Any] | None, bench_row: 
     target, parity = info["target"], info.get("parity") or {}
     backend, precision = target["backend"], target["precision"]
     labels = list(info.get("label_names") or [])
-    options = target.get("options") or {}
-    buckets = options.get("buckets") or ([32, 64, 128] if backend in ("tflite", "coreml") else None)
+    options = parse_options(backend, precision, dict(target.get("options") or {}))
+    buckets = getattr(options, "buckets", None)  # fixed-shape backends only
     token_types = bool(golden and golden["cases"] and "token_type_ids" in golden["cases"][0])
     model_type = info.get("source", {}).get("model_type") or "BERT-family"
     tags = ["edgedistill", backend, precision, model_type, "text-classification"]
@@ -177,7 +180,7 @@ def render_card(info: dict[str, Any], golden: dict[str, Any] | None, bench_row: 
              f"Built by edgedistill for device class `{(info.get('device') or {}).get('target', 'host')}` from "
              f"`{info['source']['path']}` (sha256 `{info['source']['sha256'][:16]}`).", ""]
     lines += ["## Inputs and outputs", "", "| name | dtype | shape |", "| --- | --- | --- |"]
-    dtype = "int64" if backend in ("onnx", "pytorch") else "int32"
+    dtype = INPUT_DTYPE[backend]
     shape = "(batch, sequence)" if backend in ("onnx", "pytorch") else \
         f"(1, N), N in {buckets}" if backend == "coreml" else f"(batch, N), signature `seq_N`, N in {buckets}"
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
@@ -216,7 +219,7 @@ def render_card(info: dict[str, Any], golden: dict[str, Any] | None, bench_row: 
         lines += ["### Strings in: `model_with_tokenizer.onnx`", "",
                   f"The same model with the tokenizer in the graph (onnxruntime-extensions' `BertTokenizer` op in a "
                   f"`Loop` over the batch): input `text` (string, `[batch]`, single sentences, truncated at "
-                  f"{options.get('text_max_length', 128)} tokens), outputs `logits` and `token_ids` (the ids it "
+                  f"{options.text_max_length} tokens), outputs `logits` and `token_ids` (the ids it "
                   f"fed the model, 0-padded). Checked at export on {gate.get('texts', '?')} texts: token ids equal to "
                   f"the Hugging Face tokenizer's on {gate.get('token_ids_equal', '?')}, logits within "
                   f"{gate.get('max_abs_vs_id_model', float('nan')):.2g} of `model.onnx`'s. ONNX Runtime needs the "

@@ -69,9 +69,9 @@ def build_tokenizer_model(model_dir: Path, model_path: Path, out: Path, max_leng
         return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64,
                                                                                  [len(values)], values))
 
-    def padded(name: str) -> list[Any]:  # one tokenizer output, zero-padded to max_length
-        return [helper.make_node("Pad", [f"tokenizer/{name}", "tokenizer/pads", "tokenizer/zero"],
-                                 [f"tokenizer/{name}_row"])]
+    def padded(name: str) -> Any:  # one tokenizer output, zero-padded to max_length
+        return helper.make_node("Pad", [f"tokenizer/{name}", "tokenizer/pads", "tokenizer/zero"],
+                                [f"tokenizer/{name}_row"])
 
     body = helper.make_graph(
         [helper.make_node("Gather", [TEXT_INPUT, "tokenizer/i"], ["tokenizer/scalar"], axis=0),
@@ -85,7 +85,7 @@ def build_tokenizer_model(model_dir: Path, model_path: Path, out: Path, max_leng
          helper.make_node("Concat", ["tokenizer/start", "tokenizer/missing"], ["tokenizer/pads"], axis=0),
          helper.make_node("Constant", [], ["tokenizer/zero"], value=helper.make_tensor("z", TensorProto.INT64,
                                                                                        [], [0])),
-         *padded("ids"), *padded("types"), *padded("mask"),
+         padded("ids"), padded("types"), padded("mask"),
          helper.make_node("Identity", ["tokenizer/cond_in"], ["tokenizer/cond_out"])],
         "tokenize_one",
         [helper.make_tensor_value_info("tokenizer/i", TensorProto.INT64, []),
