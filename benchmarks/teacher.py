@@ -11,8 +11,11 @@ benchmarks/results/teacher-<preset>.json and .md.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 from edgedistill.config import load_config
 from edgedistill.logs import configure_console
@@ -21,6 +24,21 @@ from edgedistill.teacher import run_teacher
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sst2"
+
+
+def eval_history(metrics: dict[str, Any], teacher_dir: Path) -> list[dict[str, float]]:
+    """Dev accuracy after each epoch: from metrics.json, or (teachers trained before it was recorded there)
+    from the Trainer's evaluation lines in the stage's own log."""
+    if "eval_history" in metrics:
+        return metrics["eval_history"]
+    history = []
+    log = teacher_dir / "teacher.log"
+    for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
+        found = re.search(r"step \d+/\d+: (\{.*'eval_accuracy'.*\})", line)
+        if found:
+            entry = ast.literal_eval(found.group(1))
+            history.append({"epoch": round(entry["epoch"], 2), "eval_accuracy": entry["eval_accuracy"]})
+    return history
 
 
 def main() -> None:
@@ -51,6 +69,7 @@ def main() -> None:
         "eval_loss": round(m["eval_loss"], 4),
         "accuracy_before_fine_tuning": round(m["initial_eval_accuracy"], 4),
         "train_time_s": m["train_time_s"],
+        "eval_history": eval_history(m, result.path),
         "parameters": m["parameters"],
         "config": json.loads(json.dumps(config.teacher.model_dump())),
         "host": m["host"],
@@ -66,13 +85,17 @@ def main() -> None:
         f"| **{record['sst2_dev_accuracy']:.4f}** | {record['sst2_dev_f1_macro']:.4f} | "
         f"{record['accuracy_before_fine_tuning']:.4f} | {record['train_samples']:,} | {record['epochs']} | "
         f"{record['steps']} | {record['train_time_s'] / 60:.1f} min |\n\n"
-        f"Command: `{record['command']}`\n\n"
+        + ("Dev accuracy after each epoch: " + ", ".join(
+            f"epoch {e['epoch']:g}: {e['eval_accuracy']:.4f}" for e in record["eval_history"]) + ".\n\n"
+           if record["eval_history"] else "")
+        + f"Command: `{record['command']}`\n\n"
         f"Host: {host['cpu']}, {host['logical_cores']} logical cores, {host['threads']} threads, "
         f"{host['os']}, Python {host['python']}; torch {host['libraries'].get('torch')}, "
         f"transformers {host['libraries'].get('transformers')}.\n"
         f"Recipe: AdamW lr {config.teacher.learning_rate}, weight decay {config.teacher.weight_decay}, "
         f"{config.teacher.warmup_ratio:.0%} warm-up then linear decay, batch {config.teacher.batch_size}, "
-        f"max length {config.data.max_length}, dynamic padding, seed {config.seed}.\n"
+        f"max length {config.data.max_length}, dynamic padding"
+        f"{', batches grouped by length' if config.teacher.group_by_length else ''}, seed {config.seed}.\n"
     )
     print(stem.with_suffix(".md").read_text())
 

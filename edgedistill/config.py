@@ -60,6 +60,9 @@ class TrainingRecipe(_Section):
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
     logging_steps: int = Field(50, ge=1)
+    # Batches of rows of similar length (transformers' LengthGroupedSampler): on SST-2, random batches
+    # pad to 3x the real tokens, so this trains about as fast again for the same steps.
+    group_by_length: bool = True
 
 
 class TeacherConfig(TrainingRecipe):
@@ -78,6 +81,27 @@ class QatConfig(_Section):
     # Train with outlier output channels split off as the full-integer TFLite export splits them
     # (edgedistill.outlier_split; the export's outlier_split_ratio), so the fake quantization matches; 0: off.
     outlier_split_ratio: float = Field(8.0, ge=0)
+
+
+class AugmentConfig(_Section):
+    """Teacher-labelled augmentation: extra student training rows that the teacher labels (soft targets only).
+
+    TinyBERT's defaults for the word replacement (each word replaced with probability 0.4 by one of its 15
+    nearest neighbours); the neighbours come from the teacher's own word embeddings (nothing downloaded).
+    """
+
+    # Unlabelled in-domain text: a .txt (one text per line), .tsv/.csv/.jsonl (data.text_column) or a folder.
+    file: str | None = None
+    # Variants generated from each training sentence by word replacement (0: none).
+    variants: int = Field(0, ge=0)
+    replace_prob: float = Field(0.4, gt=0, le=1)
+    neighbours: int = Field(15, ge=1)
+    # A seeded sample of at most this many augmented rows (file and variants together); null keeps all.
+    max_samples: int | None = Field(None, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.file or self.variants)
 
 
 class DistillConfig(TrainingRecipe):
@@ -99,21 +123,37 @@ class DistillConfig(TrainingRecipe):
     alpha_att: float = Field(0.0, ge=0)
     cache_teacher_logits: bool = False
     baseline: bool = True
+    augment: AugmentConfig = AugmentConfig()
     qat: QatConfig = QatConfig()
     save_steps: int = Field(200, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> DistillConfig:
-        if self.layer_map is not None and len(self.layer_map) != self.layers:
-            raise ValueError(f"layer_map {self.layer_map} has {len(self.layer_map)} entries for "
-                             f"{self.layers} student layers")
+        if self.layer_map is not None:
+            _check_layer_map_shape(self.layer_map, self.layers)
         if not (self.alpha_kd or self.alpha_ce or self.alpha_cos or self.alpha_mse or self.alpha_att):
             raise ValueError("alpha_kd, alpha_ce, alpha_cos, alpha_mse and alpha_att are all 0: nothing to train on")
+        if self.augment.enabled and not self.alpha_kd:
+            raise ValueError("augmented rows have no labels: they teach through the teacher's soft targets, so "
+                             "distill.augment needs alpha_kd > 0")
         layer_terms = [k for k in ("alpha_cos", "alpha_mse", "alpha_att") if getattr(self, k)]
         if self.cache_teacher_logits and layer_terms:
             raise ValueError(f"cache_teacher_logits saves the teacher's passes only without the layer losses; set "
                              f"{', '.join(layer_terms)} to 0 or cache_teacher_logits to false")
         return self
+
+
+def _check_layer_map_shape(layer_map: list[int], student_layers: int) -> None:
+    """One teacher layer index per student layer, none negative; the message names the offending entry."""
+    for index, layer in enumerate(layer_map):
+        if layer < 0:
+            raise ValueError(f"layer_map[{index}] = {layer} is not a teacher layer index (they count from 0)")
+    if len(layer_map) > student_layers:
+        raise ValueError(f"layer_map[{student_layers}] = {layer_map[student_layers]} has no student layer: the "
+                         f"student has {student_layers} layers, the map {len(layer_map)} entries")
+    if len(layer_map) < student_layers:
+        raise ValueError(f"layer_map has no entry [{len(layer_map)}] for student layer {len(layer_map)}: the "
+                         f"student has {student_layers} layers, the map {len(layer_map)} entries")
 
 
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static", "int8-weights", "palettize-6", "palettize-4")

@@ -101,7 +101,8 @@ def _build(config: Config, source: ModelSource, model_config: Any, data: TaskDat
     with_types = data.train.text_pairs is not None
     train_set = encode(data.train, tokenizer, config.data.max_length, with_token_type_ids=with_types)
     eval_set = encode(data.eval, tokenizer, config.data.max_length, with_token_type_ids=with_types)
-    args = training_arguments(out / "checkpoints", tcfg, seed=config.seed)
+    # evaluated after every epoch too, so the log shows where more epochs stop paying
+    args = training_arguments(out / "checkpoints", tcfg, seed=config.seed, eval_strategy="epoch")
     trainer = Trainer(
         model=model,
         args=args,
@@ -122,7 +123,9 @@ def _build(config: Config, source: ModelSource, model_config: Any, data: TaskDat
         started = time.perf_counter()
         result = trainer.train()
         train_time = time.perf_counter() - started
-        train_stats = {"train_loss": result.training_loss, "steps": result.global_step}
+        train_stats = {"train_loss": result.training_loss, "steps": result.global_step,
+                       "eval_history": [{"epoch": round(e["epoch"], 2), "eval_accuracy": e["eval_accuracy"]}
+                                        for e in trainer.state.log_history if "eval_accuracy" in e]}
     else:
         log.info("the classification head is trained: evaluating only")
     after = trainer.evaluate() if train_needed else before

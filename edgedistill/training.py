@@ -64,6 +64,7 @@ def training_arguments(output_dir: Path, recipe: Any, *, seed: int, **extra: Any
         per_device_train_batch_size=recipe.batch_size,
         per_device_eval_batch_size=recipe.eval_batch_size,
         logging_steps=recipe.logging_steps,
+        group_by_length=recipe.group_by_length,
         seed=seed,
         data_seed=seed,
         **defaults,
@@ -72,14 +73,23 @@ def training_arguments(output_dir: Path, recipe: Any, *, seed: int, **extra: Any
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, features: list[dict], collator: Any, batch_size: int) -> np.ndarray:
-    """Logits of ``model`` over tokenized features, in order, in eval mode (no dropout)."""
+    """Logits of ``model`` over tokenized features, in their order, in eval mode (no dropout).
+
+    Batches are formed from rows of similar length (then put back in order), so little time goes to padding.
+    """
     was_training = model.training
     model.eval()
     accepted = set(inspect.signature(model.forward).parameters)
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     chunks = []
-    for start in range(0, len(features), batch_size):
-        batch = collator([{k: v for k, v in f.items() if k != "labels"} for f in features[start:start + batch_size]])
+    for start in range(0, len(order), batch_size):
+        rows = [features[i] for i in order[start:start + batch_size]]
+        batch = collator([{k: v for k, v in f.items() if k not in ("labels", "teacher_logits")} for f in rows])
         batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items() if k in accepted}
         chunks.append(model(**batch).logits.float().cpu().numpy())
     model.train(was_training)
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    logits = np.empty((len(order), chunks[0].shape[-1]), dtype=np.float32)
+    logits[order] = np.concatenate(chunks)
+    return logits
