@@ -81,6 +81,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         "workdir": args.workdir,
         "threads": args.threads,
         "seed": args.seed,
+        "distill.augment.file": getattr(args, "augment_file", None),
     }
     overrides.update({key: value for key, value in flags.items() if value is not None})
     overrides.update(dict(parse_override(item) for item in args.overrides))
@@ -331,14 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "Builds a DistilBertForSequenceClassification from the teacher (embeddings and every\n"
                    "other layer copied, as in the DistilBERT paper) and trains it with transformers' Trainer on\n"
                    "  alpha_kd * T^2 * KL(teacher || student at temperature T) + alpha_ce * CE(labels)\n"
-                   "  + alpha_cos * (1 - cos(student hidden, teacher hidden)),\n"
-                   "then trains it on under int8 fake quantization (quantization-aware distillation, the\n"
-                   "QAT student: distill.qat), then trains the same student on labels alone as the baseline.\n"
+                   "  + alpha_cos * (1 - cos(student hidden, teacher hidden))\n"
+                   "  [+ alpha_mse * hidden-state MSE + alpha_att * attention KL: TinyBERT's layer losses],\n"
+                   "optionally on extra rows the teacher labels (distill.augment: an unlabelled text file,\n"
+                   "embedding-neighbour variants of the training sentences), then trains it on under int8\n"
+                   "fake quantization (quantization-aware distillation, the QAT student: distill.qat), then\n"
+                   "trains the same student on labels alone as the baseline.\n"
                    "Runs the teacher stage first (cached). Writes <workdir>/student/, <workdir>/qat/ and\n"
                    "<workdir>/baseline/ (save_pretrained folders with metrics.json). Settings: the distill\n"
                    "section of `edgedistill config`.\n"
                    "Multi-process: torchrun --nproc_per_node=N -m edgedistill distill ... (or accelerate launch).")
     distill.add_argument("--force", action="store_true", help="retrain even when the cache is valid")
+    augment_help = ("unlabelled in-domain text for the teacher to label for the student: .txt (one per line), "
+                    ".tsv/.csv/.jsonl (the text column) or a folder (distill.augment.file)")
+    distill.add_argument("--augment-file", metavar="PATH", help=augment_help)
     run = verb("run", cmd_run, "the whole pipeline: teacher to verified artifacts and a report",
                "teacher -> distill (student, QAT student, baseline) -> export every model in export_models to every\n"
                "target (each verified before it is written; a failed gate is reported, not fatal) ->\n"
@@ -348,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", metavar="STAGE", help="run one stage: teacher, distill, export or bench")
     run.add_argument("--from", dest="start", metavar="STAGE", help="run from this stage on")
     run.add_argument("--force", action="store_true", help="rebuild the selected stages even when cached")
+    run.add_argument("--augment-file", metavar="PATH", help=augment_help)
     export = verb("export", cmd_export, "export one model for one target, verified",
                   "Converts a save_pretrained folder with the target's backend and precision, loads the\n"
                   "result in its own runtime, and compares it with the PyTorch model on the eval split\n"

@@ -114,13 +114,20 @@ class _Rows:
     lines: list[int]
 
 
-def _decode_lines(path: Path) -> list[str]:
+def decode_lines(path: Path) -> list[str]:
+    """The file's lines as text (a UTF-8 BOM dropped); a :class:`DataError` naming the file, line and byte
+    when it is missing, a folder, binary or not UTF-8."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"data file {path} does not exist") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a folder, expected a .tsv, .csv or .jsonl file") from None
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror})") from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"{path} is not a text file (a NUL byte at offset {nul})")
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     lines = raw.split(b"\n")
@@ -138,7 +145,7 @@ def _decode_lines(path: Path) -> list[str]:
     return decoded
 
 
-def _column_index(path: Path, header: list[str], column: str, option: str) -> int:
+def column_index(path: Path, header: list[str], column: str, option: str) -> int:
     if column not in header:
         raise DataError(
             f"{path}: no column {column!r} (set it with {option}); the columns are: {', '.join(header)}"
@@ -147,7 +154,7 @@ def _column_index(path: Path, header: list[str], column: str, option: str) -> in
 
 
 def _read_delimited(path: Path, cfg: DataConfig, delimiter: str) -> _Rows:
-    lines = _decode_lines(path)
+    lines = decode_lines(path)
     if not lines:
         raise DataError(f"{path} is empty")
     if delimiter == "\t":
@@ -158,10 +165,10 @@ def _read_delimited(path: Path, cfg: DataConfig, delimiter: str) -> _Rows:
         records = ((reader.line_num, row) for row in reader)
     header_line, header = next(records)
     header = [name.strip() for name in header]
-    text_i = _column_index(path, header, cfg.text_column, "--text-column")
-    label_i = _column_index(path, header, cfg.label_column, "--label-column")
+    text_i = column_index(path, header, cfg.text_column, "--text-column")
+    label_i = column_index(path, header, cfg.label_column, "--label-column")
     pair_i = (
-        _column_index(path, header, cfg.text_pair_column, "data.text_pair_column")
+        column_index(path, header, cfg.text_pair_column, "data.text_pair_column")
         if cfg.text_pair_column
         else None
     )
@@ -185,7 +192,7 @@ def _read_delimited(path: Path, cfg: DataConfig, delimiter: str) -> _Rows:
 def _read_jsonl(path: Path, cfg: DataConfig) -> _Rows:
     columns = [cfg.text_column, cfg.label_column] + ([cfg.text_pair_column] if cfg.text_pair_column else [])
     rows = _Rows(path, [], [] if cfg.text_pair_column else None, [], [])
-    for number, line in enumerate(_decode_lines(path), start=1):
+    for number, line in enumerate(decode_lines(path), start=1):
         if not line.strip():
             continue
         try:

@@ -148,3 +148,27 @@ def data(export_data_dir):
 @pytest.fixture(scope="session")
 def tiny_student_dir(tmp_path_factory, tiny_tokenizer_dir, export_data_dir) -> Path:
     return train_tiny_classifier(tmp_path_factory.mktemp("tiny_student"), tiny_tokenizer_dir, export_data_dir)
+
+
+def distill_config(workdir: Path, teacher_model: Path, data: Path, **overrides):
+    """A config for tiny, seconds-long distillation runs on the toy data."""
+    base = {
+        "teacher.model": str(teacher_model), "data.dataset": str(data), "data.max_length": 16,
+        "teacher.epochs": 16, "teacher.learning_rate": 1e-3, "teacher.batch_size": 8,
+        "teacher.warmup_ratio": 0.0, "distill.layers": 2, "distill.epochs": 8,
+        "distill.learning_rate": 1e-3, "distill.batch_size": 8, "distill.warmup_ratio": 0.0,
+        "distill.logging_steps": 8, "workdir": str(workdir), "threads": 1,
+    }
+    base.update(overrides)
+    from edgedistill.config import load_config
+
+    return load_config(overrides=base)
+
+
+@pytest.fixture(scope="session")
+def distilled(tmp_path_factory, tiny_encoder_dir, toy_data_dir):
+    """A tiny teacher fine-tuned, and its student and baseline distilled: (config, results by role)."""
+    from edgedistill.distill import run_distill
+
+    config = distill_config(tmp_path_factory.mktemp("run"), tiny_encoder_dir, toy_data_dir)
+    return config, {r.role: r for r in run_distill(config)}

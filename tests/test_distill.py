@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import make_tiny_bert
+from conftest import distill_config, make_tiny_bert
 from edgedistill.config import load_config
 from edgedistill.distill.losses import (
     LossWeights,
@@ -126,8 +126,10 @@ def test_default_map_takes_every_other_layer(tiny_teacher):
     assert layer_map == [0, 2]
     w_teacher = tiny_teacher.bert.encoder.layer[2].attention.self.query.weight
     assert torch.equal(student.distilbert.transformer.layer[1].attention.q_lin.weight, w_teacher)
-    with pytest.raises(ModelError, match=r"layers \[7\] do not exist in a 4-layer teacher"):
+    with pytest.raises(ModelError, match=r"distill.layer_map\[1\] = 7 does not exist in a 4-layer teacher"):
         build_student(tiny_teacher, 2, [0, 7])
+    with pytest.raises(ModelError, match="needs the teacher's width 32"):
+        build_student(tiny_teacher, 2, [0, 2], hidden_size=16)
 
 
 def test_narrow_student_is_random_and_smaller(tiny_teacher):
@@ -137,8 +139,14 @@ def test_narrow_student_is_random_and_smaller(tiny_teacher):
 
 
 def test_config_refuses_inconsistent_distill_settings():
-    with pytest.raises(ConfigError, match="layer_map \\[0, 1\\] has 2 entries for 3 student layers"):
+    with pytest.raises(ConfigError, match=r"layer_map has no entry \[2\] for student layer 2"):
         load_config(overrides={"distill.layer_map": [0, 1]})
+    with pytest.raises(ConfigError, match=r"layer_map\[3\] = 5 has no student layer"):
+        load_config(overrides={"distill.layer_map": [0, 1, 3, 5]})
+    with pytest.raises(ConfigError, match=r"layer_map\[1\] = -2 is not a teacher layer index"):
+        load_config(overrides={"distill.layer_map": [0, -2, 3]})
+    with pytest.raises(ConfigError, match="distill.augment needs alpha_kd > 0"):
+        load_config(overrides={"distill.augment.variants": 1, "distill.alpha_kd": 0})
     with pytest.raises(ConfigError, match="nothing to train on"):
         load_config(overrides={"distill.alpha_kd": 0, "distill.alpha_ce": 0, "distill.alpha_cos": 0})
     with pytest.raises(ConfigError, match="set alpha_cos to 0"):
@@ -168,26 +176,6 @@ def test_gradients_reach_the_student_only(tiny_teacher, tmp_path):
     assert module.projections[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in tiny_teacher.parameters())
     assert not tiny_teacher.training
-
-
-def distill_config(workdir: Path, teacher_model: Path, data: Path, **overrides):
-    base = {
-        "teacher.model": str(teacher_model), "data.dataset": str(data), "data.max_length": 16,
-        "teacher.epochs": 16, "teacher.learning_rate": 1e-3, "teacher.batch_size": 8,
-        "teacher.warmup_ratio": 0.0, "distill.layers": 2, "distill.epochs": 8,
-        "distill.learning_rate": 1e-3, "distill.batch_size": 8, "distill.warmup_ratio": 0.0,
-        "distill.logging_steps": 8, "workdir": str(workdir), "threads": 1,
-    }
-    base.update(overrides)
-    return load_config(overrides=base)
-
-
-@pytest.fixture(scope="module")
-def distilled(tmp_path_factory, tiny_encoder_dir, toy_data_dir):
-    from edgedistill.distill import run_distill
-
-    config = distill_config(tmp_path_factory.mktemp("run"), tiny_encoder_dir, toy_data_dir)
-    return config, {r.role: r for r in run_distill(config)}
 
 
 def test_distillation_lowers_the_loss_and_writes_both_students(distilled):

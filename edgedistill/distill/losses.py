@@ -1,7 +1,7 @@
 """The distillation objective of the DistilBERT paper, with hard labels in place of masked-LM.
 
     loss = α_kd · T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))     soft targets of the teacher
-         + α_ce · CE(z_s, y)                                      the task's labels
+         + α_ce · CE(z_s, y)                                      the task's labels (rows that have one)
          + α_cos · mean over real tokens of (1 − cos(h_s, h_t))   hidden-state alignment
          + α_mse · mean over real tokens of ‖W h_s − h_t‖² / d      TinyBERT's hidden-state loss
          + α_att · mean over real query rows of KL(A_t ‖ A_s)      attention distributions
@@ -91,8 +91,9 @@ def distillation_loss(
         kd = soft_target_loss(student_logits, teacher_logits, weights.temperature)
         total = total + weights.alpha_kd * kd
         parts["loss_kd"] = kd.item()
-    if weights.alpha_ce:
-        ce = F.cross_entropy(student_logits, labels)
+    labelled = labels != -100  # teacher-labelled augmentation rows carry no hard label
+    if weights.alpha_ce and labelled.any():
+        ce = F.cross_entropy(student_logits[labelled], labels[labelled])
         total = total + weights.alpha_ce * ce
         parts["loss_ce"] = ce.item()
     layer_terms = (("loss_cos", weights.alpha_cos, cosine_alignment_loss, hidden_pairs),

@@ -22,6 +22,7 @@ from edgedistill.atomic import process_rank, synchronize_processes
 from edgedistill.cache import run_cached_stage, stage_key
 from edgedistill.config import Config, dump_config
 from edgedistill.data import TaskData, encode, load_task_data
+from edgedistill.distill.augment import AugmentResult, augmented_features, run_augment
 from edgedistill.hashing import sha256_tree
 from edgedistill.host import host_info
 from edgedistill.models import load_classifier, load_model_config, resolve_model
@@ -51,7 +52,8 @@ def run_distill(config: Config, *, force: bool = False, teacher: TeacherResult |
     data = data if data is not None else load_task_data(config.data, seed=config.seed)
     teacher = teacher or run_teacher(config, data=data)
     teacher_hash = sha256_tree(teacher.path, exclude=frozenset({"teacher.log"}))
-    student = _run_role(config, "student", teacher.path, teacher_hash, data, force)
+    augment = run_augment(config, teacher.path, teacher_hash, data, force=force)
+    student = _run_role(config, "student", teacher.path, teacher_hash, data, force, augment=augment)
     results = [student]
     if config.distill.qat.enabled:  # starts from the distilled student: its content hash is part of the key
         results.append(_run_role(config, "qat", teacher.path, teacher_hash, data, force, init=student.path))
@@ -70,7 +72,8 @@ def _weights(config: Config, role: str) -> dict[str, float]:
 
 
 def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, data: TaskData,
-              force: bool, init: Path | None = None) -> DistillResult:
+              force: bool, init: Path | None = None, augment: AugmentResult | None = None) -> DistillResult:
+    """Train (or reuse) one role; ``augment``: the teacher-labelled rows added to the student's training set."""
     student_source = resolve_model(config.distill.student).fingerprint() if config.distill.student else None
     inputs = {
         "teacher": teacher_hash,
@@ -81,13 +84,15 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
         "weights": _weights(config, role),
         "seed": config.seed,
     }
+    if augment is not None:
+        inputs["augment"] = augment.key
     if role == "qat":
         inputs["qat"] = {**config.distill.qat.model_dump(exclude={"enabled"}),
                          "init": sha256_tree(init, exclude=frozenset({"student.log"}))}
     out = Path(config.workdir) / role
     checkpoints = Path(config.workdir) / ".checkpoints" / f"{role}-{stage_key(role, inputs)[:12]}"
     metrics, cached = run_cached_stage(
-        role, out, inputs, OUTPUTS, lambda tmp: _train(config, role, teacher_dir, data, tmp, checkpoints, init),
+        role, out, inputs, OUTPUTS, lambda tmp: _train(config, role, teacher_dir, data, tmp, checkpoints, init, augment),
         dump_config(config), force=force)
     if not cached and process_rank() == 0:
         log.info("%s: saved to %s (eval accuracy %.4f, %.1f%% of the teacher)", role, out,
@@ -97,7 +102,8 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
 
 def _recipe_inputs(config: Config) -> dict[str, Any]:
     """The distill settings a trained student depends on (its cache key)."""
-    recipe = config.distill.model_dump(exclude={"baseline", "qat", "eval_batch_size", "logging_steps", "save_steps"})
+    recipe = config.distill.model_dump(exclude={"baseline", "qat", "augment", "eval_batch_size", "logging_steps",
+                                                "save_steps"})
     for key in ("alpha_mse", "alpha_att"):  # added later: at 0 they leave earlier students' keys as they were
         if not recipe[key]:
             del recipe[key]
@@ -166,7 +172,7 @@ class _Run:
 
 
 def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Path, checkpoints: Path,
-           init_dir: Path | None = None) -> dict[str, Any]:
+           init_dir: Path | None = None, augment: AugmentResult | None = None) -> dict[str, Any]:
     """Train one student. Checkpoints go to ``checkpoints`` (named by the cache key, outside the
     atomic output folder) every ``distill.save_steps``, so a killed run resumes where it stopped.
     The ``qat`` role continues from ``init_dir`` (the distilled student) with int8 fake quantization."""
@@ -175,7 +181,7 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
 
     torch.set_num_threads(config.threads)
     set_seed(config.seed)
-    run = _prepare(config, role, teacher_dir, data, init_dir)
+    run = _prepare(config, role, teacher_dir, data, init_dir, augment)
     started = time.perf_counter()
     result, resume = _fit(config, run, checkpoints)
     train_time = time.perf_counter() - started
@@ -188,14 +194,17 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     extra = _save(run, teacher_dir, out)
     return {**_evaluate(config, run, out), "train_loss": result.training_loss, "steps": result.global_step,
             "epochs": run.recipe.epochs, "train_time_s": round(train_time, 2), "resumed_from": resume,
-            "train_samples": len(data.train), "eval_samples": len(data.eval),
+            "train_samples": len(data.train), "augmented_samples": len(run.train_set) - len(data.train),
+            "eval_samples": len(data.eval),
             "world_size": int(os.environ.get("WORLD_SIZE", "1")), "command": sys.argv,
             "host": host_info(config.threads), **extra}
 
 
-def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_dir: Path | None) -> _Run:
+def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_dir: Path | None,
+             augment: AugmentResult | None) -> _Run:
     """The teacher, the student it starts from, the loss, and the encoded splits (with the teacher's
-    logits attached when ``distill.cache_teacher_logits``)."""
+    logits attached when ``distill.cache_teacher_logits``, or when teacher-labelled rows are added: those
+    carry their logits, so every row of a batch must)."""
     from torch import nn
     from transformers import AutoTokenizer, DataCollatorWithPadding
 
@@ -228,11 +237,15 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
     collator = DataCollatorWithPadding(tokenizer)
     train_set = encode(data.train, tokenizer, config.data.max_length, with_token_type_ids=with_types)
     eval_set = encode(data.eval, tokenizer, config.data.max_length, with_token_type_ids=with_types)
-    cached_logits = bool(d.cache_teacher_logits and weights.alpha_kd > 0)
+    cached_logits = bool((d.cache_teacher_logits or augment is not None) and weights.alpha_kd > 0)
     if cached_logits:
         log.info("%s: computing the teacher's logits once for %d training rows", role, len(train_set))
         cached = predict_logits(teacher, train_set, collator, d.eval_batch_size)
         train_set = [{**f, "teacher_logits": row.tolist()} for f, row in zip(train_set, cached)]
+    if augment is not None:
+        extra = augmented_features(augment, tokenizer, config.data.max_length, with_types)
+        log.info("%s: %d teacher-labelled rows added to %d training rows", role, len(extra), len(train_set))
+        train_set += extra
     return _Run(role, d, teacher, student, StudentWithProjection(student, projections), layer_map, init, weights,
                 pairs, tokenizer, collator, train_set, eval_set, cached_logits)
 

@@ -39,10 +39,11 @@ def default_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
 
 
 def check_layer_map(layer_map: list[int], teacher_layers: int) -> None:
-    bad = [i for i in layer_map if not 0 <= i < teacher_layers]
-    if bad:
-        raise ModelError(f"distill.layer_map {layer_map}: layers {bad} do not exist in a "
-                         f"{teacher_layers}-layer teacher (valid: 0..{teacher_layers - 1})")
+    """Every entry a layer of the teacher; the error names the first entry that is not."""
+    for index, layer in enumerate(layer_map):
+        if not 0 <= layer < teacher_layers:
+            raise ModelError(f"distill.layer_map[{index}] = {layer} does not exist in a {teacher_layers}-layer "
+                             f"teacher (valid: 0..{teacher_layers - 1}); the map is {layer_map}")
 
 
 def student_config(teacher_config: Any, n_layers: int, hidden_size: int | None = None) -> Any:
@@ -109,10 +110,12 @@ def build_student(teacher: nn.Module, n_layers: int, layer_map: list[int] | None
     config = student_config(teacher.config, n_layers, hidden_size)
     student = DistilBertForSequenceClassification(config)
     if hidden_size is not None and hidden_size != teacher.config.hidden_size:
+        if layer_map is not None:
+            raise ModelError(f"distill.layer_map copies teacher layers, which needs the teacher's width "
+                             f"{teacher.config.hidden_size}; a student of hidden size {hidden_size} starts random: "
+                             "drop layer_map or hidden_size")
         return student, None
     layer_map = layer_map or default_layer_map(teacher.config.num_hidden_layers, n_layers)
-    if len(layer_map) != n_layers:
-        raise ModelError(f"distill.layer_map has {len(layer_map)} entries for a {n_layers}-layer student")
     init_from_teacher(student, teacher, layer_map)
     return student, layer_map
 

@@ -1,0 +1,96 @@
+"""Unlabelled in-domain text for teacher-labelled augmentation: a file, or a folder of files.
+
+``.txt``: one text per line. ``.tsv`` / ``.csv`` / ``.jsonl``: the task's text column (and, for a pair task,
+its pair column); any label column is ignored, since the teacher labels these rows. Plain Python, no torch.
+Bad input is a :class:`DataError` naming the file (and line): missing, unreadable, binary, not UTF-8,
+without the column, or holding no text at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from edgedistill.config import DataConfig
+from edgedistill.data import column_index, decode_lines
+from edgedistill.errors import DataError
+
+SUFFIXES = (".txt", ".tsv", ".csv", ".jsonl")
+
+
+def read_unlabelled(path: str | Path, cfg: DataConfig) -> tuple[list[str], list[str] | None]:
+    """The texts (and pair texts for a pair task) of ``path``; a folder contributes every file with one of
+    :data:`SUFFIXES`, in name order."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        if not files:
+            raise DataError(f"augmentation folder {path} holds no {', '.join(SUFFIXES)} file")
+    elif path.exists():
+        files = [path]
+    else:
+        raise DataError(f"augmentation file {path} does not exist")
+    texts: list[str] = []
+    pairs: list[str] | None = [] if cfg.text_pair_column else None
+    for file in files:
+        file_texts, file_pairs = _read_one(file, cfg)
+        texts += file_texts
+        if pairs is not None:
+            pairs += file_pairs
+    return texts, pairs
+
+
+def _read_one(path: Path, cfg: DataConfig) -> tuple[list[str], list[str]]:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(f"augmentation file {path}: unsupported type {suffix!r}; use one of {', '.join(SUFFIXES)}")
+    lines = decode_lines(path)
+    if suffix == ".txt":
+        if cfg.text_pair_column:
+            raise DataError(f"augmentation file {path}: a pair task needs both texts of each row; "
+                            f"give a .tsv, .csv or .jsonl with columns {cfg.text_column!r} and {cfg.text_pair_column!r}")
+        rows = [(line.strip(), "") for line in lines]
+    elif suffix == ".jsonl":
+        rows = _jsonl_rows(path, lines, cfg)
+    else:
+        rows = _delimited_rows(path, lines, cfg, "\t" if suffix == ".tsv" else ",")
+    rows = [(text, pair) for text, pair in rows if text.strip()]
+    if not rows:
+        raise DataError(f"augmentation file {path} holds no text")
+    return [text for text, _ in rows], [pair for _, pair in rows]
+
+
+def _delimited_rows(path: Path, lines: list[str], cfg: DataConfig, delimiter: str) -> list[tuple[str, str]]:
+    if not lines:
+        return []
+    if delimiter == "\t":
+        records = [line.split("\t") for line in lines]
+    else:
+        records = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
+    header = [name.strip() for name in records[0]]
+    text_i = column_index(path, header, cfg.text_column, "--text-column")
+    pair_i = column_index(path, header, cfg.text_pair_column, "data.text_pair_column") if cfg.text_pair_column else None
+    rows = []
+    for fields in records[1:]:
+        if len(fields) > text_i and (pair_i is None or len(fields) > pair_i):
+            rows.append((fields[text_i].strip(), fields[pair_i].strip() if pair_i is not None else ""))
+    return rows
+
+
+def _jsonl_rows(path: Path, lines: list[str], cfg: DataConfig) -> list[tuple[str, str]]:
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {number}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+        for column in filter(None, (cfg.text_column, cfg.text_pair_column)):
+            if not isinstance(record, dict) or column not in record:
+                fields = ", ".join(record) if isinstance(record, dict) else type(record).__name__
+                raise DataError(f"{path}, line {number}: no field {column!r} (the fields are: {fields})")
+        rows.append((str(record[cfg.text_column]), str(record[cfg.text_pair_column]) if cfg.text_pair_column else ""))
+    return rows
