@@ -4,8 +4,11 @@
 
 Every run goes through the distill stage as `edgedistill distill` does, from one fine-tuned teacher
 (--teacher, default runs/default/teacher; every seed distils the same teacher), on the full SST-2 train
-split, evaluated on SST-2 dev. `labels-only` is the baseline: the same student, init, schedule and seed,
-trained on the hard labels alone (what the pipeline's baseline role trains). Each run is a cached stage in
+split, evaluated on SST-2 dev. Two baselines, both trained on the hard labels alone with the same student,
+schedule and seed: `labels-only` never sees the teacher (layers 0, 2, 4 of the checkpoint the teacher was
+fine-tuned from: what the pipeline's baseline role trains), so the gain over it is everything the teacher
+adds; `labels-only-teacher-init` starts from the fine-tuned teacher's layers, as the distilled students
+do, so the gain over it is what the distillation losses alone add. Each run is a cached stage in
 runs/distill-v2/<recipe>-s<seed>, so the script can be stopped and re-run: finished runs are reused.
 Results: benchmarks/results/distill-v2.json (every run, per recipe and seed) and distill-v2.md (the runs,
 then mean and sample standard deviation per recipe, and the paired gain over the baseline of each seed).
@@ -28,11 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT.parent / "shared" / "data" / "sst2"
 BASELINE = "labels-only"
+BASELINES = (BASELINE, "labels-only-teacher-init")
+LABELS_ONLY = {"distill.alpha_kd": 0.0, "distill.alpha_ce": 1.0, "distill.alpha_cos": 0.0}
 
 # name -> (overrides, description)
 RECIPES: dict[str, tuple[dict[str, Any], str]] = {
-    BASELINE: ({"distill.alpha_kd": 0.0, "distill.alpha_ce": 1.0, "distill.alpha_cos": 0.0},
-               "the same student trained on the labels alone (no teacher)"),
+    BASELINE: ({**LABELS_ONLY, "distill.init": "pretrained"},
+               "the same student trained on the labels alone, from the pretrained checkpoint's layers: no teacher"),
+    "labels-only-teacher-init": (LABELS_ONLY, "the same student trained on the labels alone, from the fine-tuned "
+                                              "teacher's layers"),
     "distilbert": ({}, "DistilBERT recipe: kd + ce + cos on the last layer, T=2, 1 epoch (the v1 default, batches grouped by length)"),
     "augmented": ({"distill.augment.variants": 1},
                   "distilbert + one teacher-labelled embedding-neighbour variant of each training sentence"),
@@ -76,25 +83,28 @@ def run_recipe(name: str, seed: int, teacher: TeacherResult, workdir: Path) -> l
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample standard deviation per recipe; the gain over the same seed's baseline, paired."""
-    baseline = {r["seed"]: r["sst2_dev_accuracy"] for r in runs if r["recipe"] == BASELINE}
+    """Mean and sample standard deviation per recipe; the gain over each baseline of the same seed, paired."""
+    def spread(values: list[float]) -> float | None:
+        return round(statistics.stdev(values), 4) if len(values) > 1 else None
+
+    baselines = {name: {r["seed"]: r["sst2_dev_accuracy"] for r in runs if r["recipe"] == name} for name in BASELINES}
     summary = {}
     for recipe in dict.fromkeys(r["recipe"] for r in runs):
         rows = [r for r in runs if r["recipe"] == recipe]
         accuracy = [r["sst2_dev_accuracy"] for r in rows]
-        gains = [r["sst2_dev_accuracy"] - baseline[r["seed"]] for r in rows if r["seed"] in baseline]
-
-        def spread(values: list[float]) -> float | None:
-            return round(statistics.stdev(values), 4) if len(values) > 1 else None
-
+        gain_over = {}
+        for name, by_seed in baselines.items():
+            gains = [r["sst2_dev_accuracy"] - by_seed[r["seed"]] for r in rows if r["seed"] in by_seed]
+            if gains and recipe != name:
+                gain_over[name] = {"mean": round(statistics.mean(gains), 4), "std": spread(gains),
+                                   "seeds": [r["seed"] for r in rows if r["seed"] in by_seed]}
         summary[recipe] = {
             "seeds": [r["seed"] for r in rows],
             "sst2_dev_accuracy_mean": round(statistics.mean(accuracy), 4),
             "sst2_dev_accuracy_std": spread(accuracy),
             "retention_mean": round(statistics.mean(r["retention"] for r in rows), 4),
             "agreement_with_teacher_mean": round(statistics.mean(r["agreement_with_teacher"] for r in rows), 4),
-            "gain_over_labels_only_mean": round(statistics.mean(gains), 4) if gains and recipe != BASELINE else None,
-            "gain_over_labels_only_std": spread(gains) if recipe != BASELINE else None,
+            "gain_over": gain_over,
             "train_time_min_mean": round(statistics.mean(r["train_time_min"] for r in rows), 1),
         }
     return summary
@@ -106,20 +116,24 @@ def render(report: dict[str, Any]) -> str:
              f"Teacher: {teacher['path']}, SST-2 dev accuracy {teacher['eval_accuracy']:.4f} (the same teacher for "
              "every seed). Student: 3 layers x 384 from teacher layers 0, 2, 4 (17.4M parameters).", "",
              "## Mean over seeds", "",
-             "| recipe | seeds | SST-2 dev acc (mean ± sd) | % of teacher | gain over labels-only (paired, mean ± sd) "
-             "| agrees with teacher | train time |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| recipe | seeds | SST-2 dev acc (mean ± sd) | % of teacher | points over labels-only "
+             "| points over labels-only-teacher-init | agrees with teacher | train time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
 
     def pm(mean: float | None, sd: float | None, scale: float = 1.0, digits: int = 4) -> str:
         if mean is None:
             return "-"
         return f"{scale * mean:.{digits}f}" + (f" ± {scale * sd:.{digits}f}" if sd is not None else "")
 
+    def gain(s: dict[str, Any], name: str) -> str:
+        g = s["gain_over"].get(name)
+        return pm(g["mean"], g["std"], 100, 2) + (f" (seeds {', '.join(map(str, g['seeds']))})"
+                                                  if g["seeds"] != s["seeds"] else "") if g else "-"
+
     for recipe, s in summary.items():
         lines.append(f"| {recipe} | {', '.join(map(str, s['seeds']))} | "
                      f"{pm(s['sst2_dev_accuracy_mean'], s['sst2_dev_accuracy_std'])} | "
-                     f"{100 * s['retention_mean']:.1f}% | "
-                     f"{pm(s['gain_over_labels_only_mean'], s['gain_over_labels_only_std'], 100, 2)} points | "
+                     f"{100 * s['retention_mean']:.1f}% | {gain(s, BASELINE)} | {gain(s, BASELINES[1])} | "
                      f"{100 * s['agreement_with_teacher_mean']:.1f}% | {s['train_time_min_mean']} min |")
     lines += ["", "## Every run", "",
               "| recipe | seed | SST-2 dev acc | % of teacher | agrees with teacher | rows (train + teacher-labelled) "
@@ -135,8 +149,8 @@ def render(report: dict[str, Any]) -> str:
     host = runs[0]["host"]
     lines += ["", f"Host: {host['cpu']}, {host['threads']} threads, torch {host['libraries'].get('torch')}, "
               f"transformers {host['libraries'].get('transformers')}. Command: `{report['command']}` (each run in "
-              "distill-v2.json records its own). Standard deviations are sample (n-1) over seeds; one SST-2 dev "
-              "sentence is 0.11 points.", ""]
+              "distill-v2.json records its own). Standard deviations are sample (n-1) over seeds; gains are paired "
+              "by seed (mean ± sd of the per-seed differences); one SST-2 dev sentence is 0.11 points.", ""]
     return "\n".join(lines)
 
 
@@ -157,7 +171,7 @@ def main() -> None:
             fresh = run_recipe(recipe, seed, teacher, args.workdir)
             done = {(r["recipe"], r["seed"]) for r in fresh}
             runs = [r for r in previous if (r["recipe"], r["seed"]) not in done] + fresh
-            runs.sort(key=lambda r: (r["recipe"] != BASELINE, r["recipe"], r["seed"]))
+            runs.sort(key=lambda r: (r["recipe"] not in BASELINES, r["recipe"], r["seed"]))
             report = {"teacher": {"path": str(args.teacher), "eval_accuracy": teacher_metrics["eval_accuracy"]},
                       "command": "benchmarks/distill_v2.py " + " ".join(
                           ["--recipes", *args.recipes, "--seeds", *map(str, args.seeds)]),

@@ -5,7 +5,8 @@
 
 Runs the teacher stage exactly as `edgedistill teacher --data DATA [--preset quick]` does (a cached
 teacher with identical inputs is reused: its metrics.json records the run that built it) and writes
-benchmarks/results/teacher-<preset>.json and .md.
+benchmarks/results/teacher-<preset>.json and .md. `--tried DIR ...` adds other trained teacher folders
+(other recipes on the same data) as comparison rows, each described by its own saved config and metrics.
 """
 
 from __future__ import annotations
@@ -35,10 +36,42 @@ def eval_history(metrics: dict[str, Any], teacher_dir: Path) -> list[dict[str, f
     log = teacher_dir / "teacher.log"
     for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
         found = re.search(r"step \d+/\d+: (\{.*'eval_accuracy'.*\})", line)
-        if found:
-            entry = ast.literal_eval(found.group(1))
+        entry = ast.literal_eval(found.group(1)) if found else {}
+        if "epoch" in entry:  # the evaluation before training has none
             history.append({"epoch": round(entry["epoch"], 2), "eval_accuracy": entry["eval_accuracy"]})
-    return history
+    return list({e["epoch"]: e for e in history}.values())  # the final evaluation repeats the last epoch's
+
+
+def tried_row(folder: Path) -> dict[str, Any]:
+    """One trained teacher folder as a comparison row: its recipe (from its saved config) and results."""
+    import yaml
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    recipe = yaml.safe_load((folder / "edgedistill_config.yaml").read_text())["teacher"]
+    return {
+        "folder": str(folder),
+        "epochs": recipe["epochs"],
+        "learning_rate": recipe["learning_rate"],
+        "batches_grouped_by_length": recipe.get("group_by_length", False),
+        "sst2_dev_accuracy": round(metrics["eval_accuracy"], 4),
+        "eval_history": eval_history(metrics, folder),
+        "train_time_min": round(metrics["train_time_s"] / 60, 1),
+        "command": " ".join(metrics["command"]),
+    }
+
+
+def tried_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = ["Recipes tried (same data and seed; each row from the folder's own config and metrics):", "",
+             "| epochs | learning rate | batches | SST-2 dev accuracy | after each epoch | train time |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        history = ", ".join(f"{e['eval_accuracy']:.4f}" for e in r["eval_history"]) or "-"
+        lines.append(f"| {r['epochs']:g} | {r['learning_rate']:g} | "
+                     f"{'grouped by length' if r['batches_grouped_by_length'] else 'random'} | "
+                     f"{r['sst2_dev_accuracy']:.4f} | {history} | {r['train_time_min']} min |")
+    return "\n".join(lines) + "\n\n"
 
 
 def main() -> None:
@@ -46,6 +79,8 @@ def main() -> None:
     parser.add_argument("--preset", choices=["full", "quick"], default="quick")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--workdir", help="default: runs/default (full) or runs/quick (quick)")
+    parser.add_argument("--tried", nargs="*", type=Path, default=[], metavar="TEACHER_DIR",
+                        help="other trained teacher folders to list as recipes tried")
     args = parser.parse_args()
     configure_console()
     workdir = args.workdir or ("runs/default" if args.preset == "full" else "runs/quick")
@@ -73,6 +108,7 @@ def main() -> None:
         "parameters": m["parameters"],
         "config": json.loads(json.dumps(config.teacher.model_dump())),
         "host": m["host"],
+        "tried": [tried_row(folder) for folder in args.tried],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"teacher-{args.preset}"
@@ -88,6 +124,7 @@ def main() -> None:
         + ("Dev accuracy after each epoch: " + ", ".join(
             f"epoch {e['epoch']:g}: {e['eval_accuracy']:.4f}" for e in record["eval_history"]) + ".\n\n"
            if record["eval_history"] else "")
+        + tried_table(record["tried"])
         + f"Command: `{record['command']}`\n\n"
         f"Host: {host['cpu']}, {host['logical_cores']} logical cores, {host['threads']} threads, "
         f"{host['os']}, Python {host['python']}; torch {host['libraries'].get('torch')}, "

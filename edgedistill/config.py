@@ -112,6 +112,12 @@ class DistillConfig(TrainingRecipe):
     layer_map: list[int] | None = None
     hidden_size: int | None = Field(None, ge=8)
     align: Literal["last", "uniform"] = "last"
+    # Where the student's layers are copied from: the fine-tuned teacher ("teacher", DistilBERT-style: the
+    # task is already in them) or the checkpoint the teacher was fine-tuned from ("pretrained").
+    init: Literal["teacher", "pretrained"] = "teacher"
+    # The baseline's: "pretrained" never sees the teacher, so the baseline shows all the teacher adds (its
+    # fine-tuned layers and its targets); "teacher" isolates what the distillation losses add.
+    baseline_init: Literal["teacher", "pretrained"] = "pretrained"
     temperature: float = Field(2.0, gt=0)
     alpha_kd: float = Field(1.0, ge=0)
     alpha_ce: float = Field(1.0, ge=0)

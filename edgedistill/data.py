@@ -12,7 +12,7 @@ import json
 import os
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,9 +189,9 @@ def _read_delimited(path: Path, cfg: DataConfig, delimiter: str) -> _Rows:
     return rows
 
 
-def _read_jsonl(path: Path, cfg: DataConfig) -> _Rows:
-    columns = [cfg.text_column, cfg.label_column] + ([cfg.text_pair_column] if cfg.text_pair_column else [])
-    rows = _Rows(path, [], [] if cfg.text_pair_column else None, [], [])
+def json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines file; a :class:`DataError` naming the
+    file and line for invalid JSON or a value that is not an object."""
     for number, line in enumerate(decode_lines(path), start=1):
         if not line.strip():
             continue
@@ -201,6 +201,13 @@ def _read_jsonl(path: Path, cfg: DataConfig) -> _Rows:
             raise DataError(f"{path}, line {number}: invalid JSON ({exc.msg}, column {exc.colno})") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
+        yield number, record
+
+
+def _read_jsonl(path: Path, cfg: DataConfig) -> _Rows:
+    columns = [cfg.text_column, cfg.label_column] + ([cfg.text_pair_column] if cfg.text_pair_column else [])
+    rows = _Rows(path, [], [] if cfg.text_pair_column else None, [], [])
+    for number, record in json_records(path):
         for column in columns:
             if column not in record:
                 option = {cfg.text_column: "--text-column", cfg.label_column: "--label-column"}.get(

@@ -124,8 +124,7 @@ def _build(config: Config, source: ModelSource, model_config: Any, data: TaskDat
         result = trainer.train()
         train_time = time.perf_counter() - started
         train_stats = {"train_loss": result.training_loss, "steps": result.global_step,
-                       "eval_history": [{"epoch": round(e["epoch"], 2), "eval_accuracy": e["eval_accuracy"]}
-                                        for e in trainer.state.log_history if "eval_accuracy" in e]}
+                       "eval_history": _eval_history(trainer.state.log_history)}
     else:
         log.info("the classification head is trained: evaluating only")
     after = trainer.evaluate() if train_needed else before
@@ -152,6 +151,12 @@ def _build(config: Config, source: ModelSource, model_config: Any, data: TaskDat
         "command": sys.argv,
         "host": host_info(config.threads),
     }
+
+
+def _eval_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Dev accuracy after each epoch, from the Trainer's log (the final evaluation repeats the last epoch's)."""
+    by_epoch = {round(e["epoch"], 2): e["eval_accuracy"] for e in log_history if "eval_accuracy" in e and "epoch" in e}
+    return [{"epoch": epoch, "eval_accuracy": accuracy} for epoch, accuracy in by_epoch.items()]
 
 
 def _remove_checkpoints(folder: Path) -> None:

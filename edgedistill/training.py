@@ -72,17 +72,21 @@ def training_arguments(output_dir: Path, recipe: Any, *, seed: int, **extra: Any
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, features: list[dict], collator: Any, batch_size: int) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, features: list[dict], collator: Any, batch_size: int,
+                   progress: str | None = None) -> np.ndarray:
     """Logits of ``model`` over tokenized features, in their order, in eval mode (no dropout).
 
     Batches are formed from rows of similar length (then put back in order), so little time goes to padding.
+    ``progress``: a description for a progress bar (long passes, such as labelling augmented rows).
     """
+    from tqdm.auto import tqdm
+
     was_training = model.training
     model.eval()
     accepted = set(inspect.signature(model.forward).parameters)
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     chunks = []
-    for start in range(0, len(order), batch_size):
+    for start in tqdm(range(0, len(order), batch_size), desc=progress, unit="batch", disable=progress is None):
         rows = [features[i] for i in order[start:start + batch_size]]
         batch = collator([{k: v for k, v in f.items() if k not in ("labels", "teacher_logits")} for f in rows])
         batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items() if k in accepted}

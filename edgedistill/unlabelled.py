@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 from edgedistill.config import DataConfig
-from edgedistill.data import column_index, decode_lines
+from edgedistill.data import column_index, decode_lines, json_records
 from edgedistill.errors import DataError
 
 SUFFIXES = (".txt", ".tsv", ".csv", ".jsonl")
@@ -46,16 +45,15 @@ def _read_one(path: Path, cfg: DataConfig) -> tuple[list[str], list[str]]:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DataError(f"augmentation file {path}: unsupported type {suffix!r}; use one of {', '.join(SUFFIXES)}")
-    lines = decode_lines(path)
     if suffix == ".txt":
         if cfg.text_pair_column:
             raise DataError(f"augmentation file {path}: a pair task needs both texts of each row; "
                             f"give a .tsv, .csv or .jsonl with columns {cfg.text_column!r} and {cfg.text_pair_column!r}")
-        rows = [(line.strip(), "") for line in lines]
+        rows = [(line.strip(), "") for line in decode_lines(path)]
     elif suffix == ".jsonl":
-        rows = _jsonl_rows(path, lines, cfg)
+        rows = _jsonl_rows(path, cfg)
     else:
-        rows = _delimited_rows(path, lines, cfg, "\t" if suffix == ".tsv" else ",")
+        rows = _delimited_rows(path, decode_lines(path), cfg, "\t" if suffix == ".tsv" else ",")
     rows = [(text, pair) for text, pair in rows if text.strip()]
     if not rows:
         raise DataError(f"augmentation file {path} holds no text")
@@ -79,18 +77,11 @@ def _delimited_rows(path: Path, lines: list[str], cfg: DataConfig, delimiter: st
     return rows
 
 
-def _jsonl_rows(path: Path, lines: list[str], cfg: DataConfig) -> list[tuple[str, str]]:
+def _jsonl_rows(path: Path, cfg: DataConfig) -> list[tuple[str, str]]:
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {number}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+    for number, record in json_records(path):
         for column in filter(None, (cfg.text_column, cfg.text_pair_column)):
-            if not isinstance(record, dict) or column not in record:
-                fields = ", ".join(record) if isinstance(record, dict) else type(record).__name__
-                raise DataError(f"{path}, line {number}: no field {column!r} (the fields are: {fields})")
+            if column not in record:
+                raise DataError(f"{path}, line {number}: no field {column!r} (the fields are: {', '.join(record)})")
         rows.append((str(record[cfg.text_column]), str(record[cfg.text_pair_column]) if cfg.text_pair_column else ""))
     return rows

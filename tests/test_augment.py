@@ -146,3 +146,29 @@ def test_a_bad_augmentation_file_fails_before_training(tmp_path, distilled, toy_
     with pytest.raises(DataError, match=r"empty\.txt holds no text"):
         run_distill(bad)
     assert not (tmp_path / "w" / "student").exists()
+
+
+def test_predict_logits_batches_by_length_but_answers_in_order(tiny_teacher_and_tokenizer):
+    """Rows are batched by length for speed; each row's logits must still come back at its own index."""
+    from transformers import DataCollatorWithPadding
+
+    from edgedistill.training import predict_logits
+
+    model, tokenizer = tiny_teacher_and_tokenizer
+    texts = ["a", "a great film with a dull and long plot", "dull", "great great film", "film"]
+    features = [dict(tokenizer(t)) for t in texts]
+    collator = DataCollatorWithPadding(tokenizer)
+    batched = predict_logits(model, features, collator, batch_size=2)
+    with torch.no_grad():
+        one_by_one = [model(**tokenizer(t, return_tensors="pt")).logits[0].numpy() for t in texts]
+    for i, row in enumerate(one_by_one):
+        assert abs(batched[i] - row).max() < 1e-5, texts[i]
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher_and_tokenizer(distilled):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    config, _ = distilled
+    folder = Path(config.workdir) / "teacher"
+    return AutoModelForSequenceClassification.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)

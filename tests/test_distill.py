@@ -201,6 +201,38 @@ def test_distillation_lowers_the_loss_and_writes_both_students(distilled):
     assert student.metrics["eval_accuracy"] >= 0.8 and student.metrics["agreement_with_teacher"] >= 0.8
 
 
+def test_baseline_starts_from_the_checkpoint_the_teacher_was_fine_tuned_from(distilled, tiny_encoder_dir):
+    """The default baseline never sees the teacher: its layers come from the pretrained checkpoint."""
+    _, results = distilled
+    student, baseline = results["student"], results["baseline"]
+    assert student.metrics["init"] == "teacher layers [0, 2]"
+    assert baseline.metrics["init"] == f"layers [0, 2] of {tiny_encoder_dir} (before fine-tuning)"
+    inputs = json.loads((baseline.path / "stage.json").read_text())["inputs"]
+    assert inputs["init"]["from"] == "pretrained"
+    assert "init" not in json.loads((student.path / "stage.json").read_text())["inputs"]
+
+
+def test_pretrained_init_copies_the_pretrained_layers(distilled, tiny_encoder_dir, toy_data_dir, tmp_path):
+    from transformers import AutoModel
+
+    from edgedistill.data import load_task_data
+    from edgedistill.distill.stage import _initial_student
+    from edgedistill.models import load_classifier
+
+    config, _ = distilled
+    teacher_dir = Path(config.workdir) / "teacher"
+    teacher = load_classifier(teacher_dir)
+    data = load_task_data(config.data, seed=config.seed)
+    pretrained = AutoModel.from_pretrained(tiny_encoder_dir)
+    student, layer_map, _ = _initial_student(config, "baseline", teacher, teacher_dir, data, None)
+    query = student.distilbert.transformer.layer[1].attention.q_lin.weight
+    assert torch.equal(query, pretrained.encoder.layer[2].attention.self.query.weight)
+    assert not torch.equal(query, teacher.bert.encoder.layer[2].attention.self.query.weight)  # fine-tuning moved it
+    student, _, init = _initial_student(config, "student", teacher, teacher_dir, data, None)
+    assert torch.equal(student.distilbert.transformer.layer[1].attention.q_lin.weight,
+                       teacher.bert.encoder.layer[2].attention.self.query.weight)
+
+
 def test_student_folder_loads_with_auto_classes_and_runs_on_tokenizer_output(distilled):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -43,6 +43,9 @@ def test_fine_tune_lowers_the_loss_and_saves_a_pretrained_folder(trained):
     assert metrics["eval_loss"] < metrics["initial_eval_loss"] - 0.1
     assert metrics["eval_accuracy"] >= 0.8  # the toy task is decided by one word
     assert metrics["train_samples"] == 64 and metrics["eval_samples"] == 32
+    # evaluated after every epoch, once per epoch (the final evaluation is the last epoch's)
+    assert [e["epoch"] for e in metrics["eval_history"]] == [float(k) for k in range(1, 17)]
+    assert metrics["eval_history"][-1]["eval_accuracy"] == metrics["eval_accuracy"]
     assert metrics["host"]["libraries"]["transformers"].startswith("4.57")
     for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt",
                  "edgedistill_config.yaml", "teacher.log", "stage.json"):

@@ -176,7 +176,8 @@ def _build(config: Config, teacher_dir: Path, data: TaskData, out: Path) -> dict
     log.info("augment: the teacher labels %d rows", len(texts))
     split = Split("augment", texts, [NO_LABEL] * len(texts), pairs, "augment")
     features = encode(split, tokenizer, config.data.max_length, with_token_type_ids=pairs is not None)
-    logits = predict_logits(teacher, features, DataCollatorWithPadding(tokenizer), config.distill.eval_batch_size)
+    logits = predict_logits(teacher, features, DataCollatorWithPadding(tokenizer), config.distill.eval_batch_size,
+                            progress="teacher labels")
     lines = []
     for i, text in enumerate(texts):
         row: dict[str, Any] = {"text": text, "source": sources[i], "teacher_logits": logits[i].tolist()}

@@ -86,6 +86,9 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
     }
     if augment is not None:
         inputs["augment"] = augment.key
+    if role != "qat" and not config.distill.student and _init_from(config, role) == "pretrained":
+        inputs["init"] = {"from": "pretrained",
+                          "model": resolve_model(pretrained_reference(teacher_dir)).fingerprint()}
     if role == "qat":
         inputs["qat"] = {**config.distill.qat.model_dump(exclude={"enabled"}),
                          "init": sha256_tree(init, exclude=frozenset({"student.log"}))}
@@ -102,8 +105,8 @@ def _run_role(config: Config, role: str, teacher_dir: Path, teacher_hash: str, d
 
 def _recipe_inputs(config: Config) -> dict[str, Any]:
     """The distill settings a trained student depends on (its cache key)."""
-    recipe = config.distill.model_dump(exclude={"baseline", "qat", "augment", "eval_batch_size", "logging_steps",
-                                                "save_steps"})
+    recipe = config.distill.model_dump(exclude={"baseline", "qat", "augment", "init", "baseline_init",
+                                                "eval_batch_size", "logging_steps", "save_steps"})
     for key in ("alpha_mse", "alpha_att"):  # added later: at 0 they leave earlier students' keys as they were
         if not recipe[key]:
             del recipe[key]
@@ -118,8 +121,22 @@ def _layer_pairs(config: Config, student_layers: int, teacher_layers: int) -> li
     return [(k + 1, round((k + 1) * stride)) for k in range(student_layers)]
 
 
-def _initial_student(config: Config, role: str, teacher: Any, data: TaskData, init_dir: Path | None
-                     ) -> tuple[Any, list[int] | None, str]:
+def _init_from(config: Config, role: str) -> str:
+    """Where this role's layers come from: "teacher" (the fine-tuned teacher) or "pretrained"."""
+    return config.distill.baseline_init if role == "baseline" else config.distill.init
+
+
+def pretrained_reference(teacher_dir: Path) -> str:
+    """The checkpoint the teacher was fine-tuned from (its metrics.json says), or the teacher itself when
+    edgedistill did not fine-tune it (then no earlier checkpoint is known)."""
+    import json
+
+    metrics = json.loads((Path(teacher_dir) / "metrics.json").read_text(encoding="utf-8"))
+    return metrics["model"] if metrics.get("fine_tuned") else str(teacher_dir)
+
+
+def _initial_student(config: Config, role: str, teacher: Any, teacher_dir: Path, data: TaskData,
+                     init_dir: Path | None) -> tuple[Any, list[int] | None, str]:
     """The model training starts from, its layer map, and a phrase saying where it came from."""
     from edgedistill.distill.student import build_student
 
@@ -147,6 +164,15 @@ def _initial_student(config: Config, role: str, teacher: Any, data: TaskData, in
             source.location, local_files_only=source.is_local, num_labels=len(data.label_names),
             id2label=teacher.config.id2label, label2id=teacher.config.label2id, ignore_mismatched_sizes=True)
         return student, None, f"checkpoint {d.student}"
+    if _init_from(config, role) == "pretrained":
+        reference = pretrained_reference(teacher_dir)
+        source = resolve_model(reference)
+        pretrained = load_classifier(source.location, local_files_only=source.is_local,
+                                     num_labels=len(data.label_names), id2label=teacher.config.id2label,
+                                     label2id=teacher.config.label2id, ignore_mismatched_sizes=True)
+        student, layer_map = build_student(pretrained, d.layers, d.layer_map, d.hidden_size)
+        return student, layer_map, (f"layers {layer_map} of {reference} (before fine-tuning)" if layer_map
+                                    else "random (narrower than the teacher)")
     student, layer_map = build_student(teacher, d.layers, d.layer_map, d.hidden_size)
     return student, layer_map, f"teacher layers {layer_map}" if layer_map else "random (narrower than the teacher)"
 
@@ -217,7 +243,7 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = load_classifier(teacher_dir)
     teacher.eval()
-    student, layer_map, init = _initial_student(config, role, teacher, data, init_dir)
+    student, layer_map, init = _initial_student(config, role, teacher, teacher_dir, data, init_dir)
     if role == "qat":
         d = d.model_copy(update={"epochs": d.qat.epochs, "learning_rate": d.qat.learning_rate})
     weights = LossWeights(**_weights(config, role))
@@ -240,7 +266,7 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
     cached_logits = bool((d.cache_teacher_logits or augment is not None) and weights.alpha_kd > 0)
     if cached_logits:
         log.info("%s: computing the teacher's logits once for %d training rows", role, len(train_set))
-        cached = predict_logits(teacher, train_set, collator, d.eval_batch_size)
+        cached = predict_logits(teacher, train_set, collator, d.eval_batch_size, progress="teacher logits")
         train_set = [{**f, "teacher_logits": row.tolist()} for f, row in zip(train_set, cached)]
     if augment is not None:
         extra = augmented_features(augment, tokenizer, config.data.max_length, with_types)
