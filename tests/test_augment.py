@@ -172,3 +172,20 @@ def tiny_teacher_and_tokenizer(distilled):
     config, _ = distilled
     folder = Path(config.workdir) / "teacher"
     return AutoModelForSequenceClassification.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def test_cli_augment_file_error_is_one_line_naming_the_file(tmp_path, distilled, toy_data_dir):
+    import subprocess
+    import sys
+
+    config, _ = distilled
+    (tmp_path / "notes.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    result = subprocess.run(
+        [sys.executable, "-m", "edgedistill", "distill", "--data", str(toy_data_dir), "--workdir", str(tmp_path / "w"),
+         "--threads", "1", "--set", f"teacher.model={Path(config.workdir) / 'teacher'}",
+         "--augment-file", str(tmp_path / "notes.txt")],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert errors == [f"edgedistill distill: error: {tmp_path / 'notes.txt'} is not a text file (a NUL byte at offset 8)"]
+    assert "Traceback" not in result.stderr
