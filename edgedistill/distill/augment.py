@@ -79,8 +79,9 @@ def word_neighbours(vocab: dict[str, int], embeddings: Any, words: Iterable[str]
                     chunk: int = 2048) -> dict[str, list[str]]:
     """The ``k`` nearest whole words (cosine of the embedding rows) of each of ``words`` found in ``vocab``.
 
-    Candidates are the vocabulary's alphabetic whole words of two or more letters (no ``##`` pieces, no
-    ``[unused]`` or special tokens), so a replacement is always a word a reader would recognise.
+    Candidates are the vocabulary's ASCII alphabetic whole words of two or more letters (no ``##`` pieces,
+    no ``[unused]`` or special tokens, no single characters or scripts of the multilingual tail), so a
+    replacement is always a word a reader of the training text would recognise.
     """
     import torch
 
