@@ -52,6 +52,9 @@ def test_one_run_goes_from_teacher_to_verified_artifacts_and_a_report(finished_r
     on_disk = json.loads((workdir / "manifest.json").read_text())
     assert on_disk["seed"] == 42 and on_disk["config"]["distill"]["layers"] == 2
     assert on_disk["tools"]["torch"] and on_disk["host"]["cpu"]
+    seconds = on_disk["last_run_stage_seconds"]
+    assert list(seconds) == ["data", "teacher", "distill", "export", "bench"]
+    assert seconds["teacher"] > 0 and sum(seconds.values()) <= on_disk["last_run_seconds"] + 0.5
     assert verify_run(workdir) == []
 
 
@@ -61,6 +64,7 @@ def test_second_run_is_all_cache_hits(finished_run, caplog):
         again = run_pipeline(config)
     stages = again["stages"]
     assert all(stages[k]["cached"] for k in ("teacher", "student", "baseline", "bench"))
+    assert set(again["last_run_stage_seconds"]) == set(first["last_run_stage_seconds"])
     assert all(e["cached"] for e in stages["export"].values())
     for line in ("teacher: cache hit", "student: cache hit", "baseline: cache hit",
                  "export student-onnx-fp32: cache hit", "bench: cache hit"):
