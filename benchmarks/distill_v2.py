@@ -147,14 +147,14 @@ def render(report: dict[str, Any]) -> str:
     for recipe, s in summary.items():
         lines.append(f"| {recipe} | {', '.join(map(str, s['seeds']))} | "
                      f"{pm(s['sst2_dev_accuracy_mean'], s['sst2_dev_accuracy_std'])} | "
-                     f"{100 * s['retention_mean']:.1f}% | " + "".join(f"{gain(s, name)} | " for name in BASELINES)
+                     f"{100 * s['retention_mean']:.2f}% | " + "".join(f"{gain(s, name)} | " for name in BASELINES)
                      + f"{100 * s['agreement_with_teacher_mean']:.1f}% | {s['train_time_min_mean']} min"
                      + (f" + {s['augment_build_min_mean']} min labelling" if s["augment_build_min_mean"] else "") + " |")
     lines += ["", "## Every run", "",
               "| recipe | seed | SST-2 dev acc | % of teacher | agrees with teacher | rows (train + teacher-labelled) "
               "| steps | train time |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
-        lines.append(f"| {r['recipe']} | {r['seed']} | {r['sst2_dev_accuracy']:.4f} | {100 * r['retention']:.1f}% | "
+        lines.append(f"| {r['recipe']} | {r['seed']} | {r['sst2_dev_accuracy']:.4f} | {100 * r['retention']:.2f}% | "
                      f"{100 * r['agreement_with_teacher']:.1f}% | {r['train_samples']:,} + {r['augmented_samples']:,} "
                      f"| {r['steps']} | {r['train_time_min']} min"
                      + (f" + {r['augment_build_min']} min labelling" if r.get("augment_build_min") else "") + " |")
