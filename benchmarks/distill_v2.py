@@ -4,11 +4,11 @@
 
 Every run goes through the distill stage as `edgedistill distill` does, from one fine-tuned teacher
 (--teacher, default runs/default/teacher; every seed distils the same teacher), on the full SST-2 train
-split, evaluated on SST-2 dev. Two baselines, both trained on the hard labels alone with the same student,
-schedule and seed: `labels-only` never sees the teacher (layers 0, 2, 4 of the checkpoint the teacher was
+split, evaluated on SST-2 dev. Baselines trained on the hard labels alone with the same student and seed: `labels-only` never sees the teacher (layers 0, 2, 4 of the checkpoint the teacher was
 fine-tuned from: what the pipeline's baseline role trains), so the gain over it is everything the teacher
 adds; `labels-only-teacher-init` starts from the fine-tuned teacher's layers, as the distilled students
-do, so the gain over it is what the distillation losses alone add. Each run is a cached stage in
+do, so the gain over it is what the distillation losses alone add (both 1 epoch); `labels-only-2ep` is
+`labels-only` on the 2-epoch schedule, the baseline for the 2-epoch recipes. Each run is a cached stage in
 runs/distill-v2/<recipe>-s<seed>, so the script can be stopped and re-run: finished runs are reused.
 Results: benchmarks/results/distill-v2.json (every run, per recipe and seed) and distill-v2.md (the runs,
 then mean and sample standard deviation per recipe, and the paired gain over the baseline of each seed).
@@ -36,7 +36,7 @@ BASELINES = (BASELINE, "labels-only-teacher-init", "labels-only-2ep")
 LABELS_ONLY = {"distill.alpha_kd": 0.0, "distill.alpha_ce": 1.0, "distill.alpha_cos": 0.0, "distill.augment.variants": 0,
                "distill.epochs": 1.0, "distill.learning_rate": 5e-5}
 DISTILBERT = {"distill.alpha_kd": 1.0, "distill.alpha_ce": 1.0, "distill.alpha_cos": 1.0, "distill.temperature": 2.0,
-              "distill.epochs": 1.0, "distill.learning_rate": 5e-5}
+              "distill.augment.variants": 0, "distill.epochs": 1.0, "distill.learning_rate": 5e-5}
 
 # name -> (overrides, description)
 RECIPES: dict[str, tuple[dict[str, Any], str]] = {
@@ -44,10 +44,10 @@ RECIPES: dict[str, tuple[dict[str, Any], str]] = {
                "the same student trained on the labels alone, from the pretrained checkpoint's layers: no teacher"),
     "labels-only-teacher-init": (LABELS_ONLY, "the same student trained on the labels alone, from the fine-tuned "
                                               "teacher's layers"),
-    "distilbert": ({**DISTILBERT, "distill.augment.variants": 0},
+    "distilbert": (DISTILBERT,
                    "DistilBERT recipe: kd + ce + cos on the last layer, T=2, 1 epoch (the v1 default, batches "
                    "grouped by length)"),
-    "distilbert-2ep": ({**DISTILBERT, "distill.augment.variants": 0, "distill.epochs": 2.0},
+    "distilbert-2ep": ({**DISTILBERT, "distill.epochs": 2.0},
                        "the DistilBERT recipe trained for 2 epochs (the learning rate decays over both)"),
     "labels-only-2ep": ({**LABELS_ONLY, "distill.init": "pretrained", "distill.epochs": 2.0},
                         "labels-only trained for 2 epochs: the no-teacher baseline on distilbert-2ep's schedule"),

@@ -46,12 +46,16 @@ def run_uncached(preset: str, workdir: Path) -> dict[str, Any]:
     subprocess.run(command, cwd=ROOT, check=True)
     wall = time.perf_counter() - started
     load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
-    return summarize(preset, workdir, command, wall, "the command, start-up included", load)
+    return summarize(preset, workdir, command, wall, load)
 
 
-def summarize(preset: str, workdir: Path, command: list[str], wall: float, wall_source: str,
-              load: dict[str, float] | None) -> dict[str, Any]:
+def summarize(preset: str, workdir: Path, command: list[str], wall: float | None = None,
+              load: dict[str, float] | None = None) -> dict[str, Any]:
+    """The results of a finished run; ``wall`` None: the run's own time from its manifest (no start-up)."""
     manifest = json.loads((workdir / "manifest.json").read_text())
+    wall_source = "the command, start-up included" if wall is not None else \
+        "the run's own, from its manifest (process start-up not included)"
+    wall = wall if wall is not None else manifest["last_run_seconds"]
     stages = manifest["stages"]
     roles = {}
     for role in ROLES:
@@ -116,9 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.measured:
         workdir = args.measured.resolve()
-        manifest = json.loads((workdir / "manifest.json").read_text())
-        result = summarize(args.preset, workdir, command_for(args.preset, workdir), manifest["last_run_seconds"],
-                           "the run's own, from its manifest (process start-up not included)", None)
+        result = summarize(args.preset, workdir, command_for(args.preset, workdir))
     else:
         workdir = (args.workdir or ROOT / "runs" / f"pipeline-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
         result = run_uncached(args.preset, workdir)
