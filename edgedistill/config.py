@@ -80,9 +80,12 @@ class QatConfig(_Section):
     enabled: bool = True
     epochs: float = Field(0.25, gt=0)
     learning_rate: float = Field(1e-5, gt=0)
-    # Train with outlier output channels split off as the full-integer TFLite export splits them
-    # (edgedistill.outlier_split; the export's outlier_split_ratio), so the fake quantization matches; 0: off.
+    # Train with outlier channels split off as the full-integer TFLite export splits them
+    # (edgedistill.outlier_split; the export's outlier_split_ratio and _sides), so the fake quantization
+    # matches; 0: off.
     outlier_split_ratio: float = Field(8.0, ge=0)
+    outlier_split_sides: list[Literal["output", "input"]] = Field(default_factory=lambda: ["output", "input"],
+                                                                  min_length=1)
 
 
 class AugmentConfig(_Section):
@@ -134,6 +137,7 @@ class DistillConfig(TrainingRecipe):
     augment: AugmentConfig = AugmentConfig()
     qat: QatConfig = QatConfig()
     save_steps: int = Field(200, ge=1)
+    epochs: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> DistillConfig:

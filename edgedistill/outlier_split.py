@@ -23,9 +23,13 @@ before ``ffn.lin2`` (24.9 against 1.64). A layer with outlier input channels ``S
 the ordinary channels), ``W'`` is ``W`` with the columns of ``S`` zeroed, and ``x_S`` (a gather of ``len(S)``
 channels) feeds a narrow layer with the columns of ``S``, its input quantized with a scale of its own.
 
+TFLite's full-integer FULLY_CONNECTED quantizes both: its input (one scale per tensor) and its requantized
+output. Splitting both sides of one layer splits the input first, then each of the two resulting layers on
+the output side (the same output channels), so every integer tensor has its outliers apart.
+
 Outlier channels are found on calibration text: a channel whose largest magnitude exceeds ``ratio`` times
-the median channel's largest magnitude, at most ``max_channels`` per layer. Each plan says its ``side``:
-``output`` (TFLite, whose integer kernels requantize outputs) or ``input`` (Core ML).
+the median channel's largest magnitude, at most ``max_channels`` per layer. A plan maps each side split
+(``output``: TFLite; ``input``: Core ML, and TFLite too) to its ``{layer: channels}``.
 """
 
 from __future__ import annotations
@@ -45,12 +49,15 @@ log = logging.getLogger("edgedistill.outlier_split")
 
 PLAN_FILE = "outlier_split.json"
 Side = Literal["output", "input"]
+Plan = dict[str, dict[str, list[int]]]  # side -> {linear module name: outlier channels}
 
 
 def find_outlier_channels(model: Any, tokenizer: Any, inputs: Sequence[Example], max_length: int, ratio: float,
-                          max_channels: int = 8, batch_size: int = 16, side: Side = "output") -> dict[str, list[int]]:
+                          max_channels: int = 8, batch_size: int = 16, side: Side = "output",
+                          skip_last: int = 0) -> dict[str, list[int]]:
     """``{linear module name: [outlier channels]}`` of ``model`` on ``inputs`` (sentences or sentence pairs;
-    modules with none left out): the layers' output channels, or with ``side="input"`` their input channels."""
+    modules with none left out): the layers' output channels, or with ``side="input"`` their input channels.
+    ``skip_last``: the last linear layers (a classification head the export keeps float) are left alone."""
     peaks: dict[str, torch.Tensor] = {}
 
     def observer(name: str):
@@ -60,8 +67,9 @@ def find_outlier_channels(model: Any, tokenizer: Any, inputs: Sequence[Example],
             peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
         return hook
 
-    handles = [module.register_forward_hook(observer(name)) for name, module in model.named_modules()
-               if isinstance(module, nn.Linear)]
+    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    handles = [module.register_forward_hook(observer(name))
+               for name, module in linears[:len(linears) - skip_last]]
     try:
         with torch.no_grad():
             for start in range(0, len(inputs), batch_size):
@@ -87,16 +95,30 @@ def find_outlier_channels(model: Any, tokenizer: Any, inputs: Sequence[Example],
 
 def split_outlier_channels(model: nn.Module, plan: dict[str, list[int]], side: Side = "output") -> nn.Module:
     """Replace each linear layer named in ``plan`` by its :class:`SplitLinear` (or, for ``side="input"``,
-    :class:`InputSplitLinear`); returns ``model``."""
+    :class:`InputSplitLinear`); returns ``model``. An output split of a layer already split on its input
+    splits both of its parts."""
     modules = dict(model.named_modules())
     missing = sorted(set(plan) - set(modules))
     if missing:
         raise ValueError(f"outlier split plan names layers this model does not have: {missing}")
     for name, channels in plan.items():
+        module = modules[name]
+        if side == "output" and isinstance(module, InputSplitLinear):
+            module.inliers = SplitLinear(module.inliers, channels)
+            module.outliers = SplitLinear(module.outliers, channels)
+            continue
         parent_name, _, attribute = name.rpartition(".")
         parent = modules[parent_name] if parent_name else model
         split = SplitLinear if side == "output" else InputSplitLinear
-        setattr(parent, attribute, split(modules[name], channels))
+        setattr(parent, attribute, split(module, channels))
+    return model
+
+
+def apply_plan(model: nn.Module, plan: Plan) -> nn.Module:
+    """Every side of ``plan`` split into ``model``: the input side first (see the module's docstring)."""
+    for side in ("input", "output"):
+        if plan.get(side):
+            split_outlier_channels(model, plan[side], side)  # type: ignore[arg-type]
     return model
 
 
@@ -174,31 +196,36 @@ class InputSplitLinear(nn.Module):
 def merge_outlier_split(model: nn.Module) -> nn.Module:
     """Put every split layer of ``model`` back into one ``nn.Linear`` (to save an ordinary checkpoint)."""
     for name, child in list(model.named_children()):
+        merge_outlier_split(child)  # the parts of a layer split on both sides first
         if isinstance(child, (SplitLinear, InputSplitLinear)):
             setattr(model, name, child.merged())
-        else:
-            merge_outlier_split(child)
     return model
 
 
 def plan_outlier_split(model_dir: Path, cls_only_last_layer: bool, calibration: Any, ratio: float,
-                       out_dir: Path, side: Side = "output") -> dict[str, list[int]]:
-    """Find the outlier channels of the model an exporter will trace, on the calibration text, and record
-    them in ``out_dir``/``outlier_split.json`` beside the artifact (read back by :func:`read_plan`)."""
+                       out_dir: Path, sides: Sequence[Side] = ("output",), skip_last: int = 0) -> Plan:
+    """Find the outlier channels of the model an exporter will trace, on the calibration text, on each of
+    ``sides`` (``skip_last``: see :func:`find_outlier_channels`), and record them in
+    ``out_dir``/``outlier_split.json`` beside the artifact (read back by :func:`read_plan`)."""
     from transformers import AutoTokenizer
 
     from edgedistill.atomic import write_json_atomic
     from edgedistill.models import load_for_export
 
     model = load_for_export(model_dir, cls_only_last_layer)
-    plan = find_outlier_channels(model, AutoTokenizer.from_pretrained(model_dir), calibration.inputs,
-                                 calibration.max_length, ratio, side=side)
-    write_json_atomic(Path(out_dir) / PLAN_FILE, {"side": side, "ratio": ratio,
-                                                  "calibration_sentences": len(calibration.inputs), "channels": plan})
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    plan = {side: find_outlier_channels(model, tokenizer, calibration.inputs, calibration.max_length, ratio,
+                                        side=side, skip_last=skip_last) for side in sides}
+    write_json_atomic(Path(out_dir) / PLAN_FILE, {"ratio": ratio, "calibration_sentences": len(calibration.inputs),
+                                                  "channels": plan})
     return plan
 
 
-def read_plan(folder: Path) -> dict[str, list[int]] | None:
-    """The outlier channels an artifact in ``folder`` was exported with, or None when it was not split."""
+def read_plan(folder: Path) -> Plan | None:
+    """The outlier channels, by side, an artifact in ``folder`` was exported with; None when it was not split.
+    (Artifacts written before a plan could hold both sides record one ``side`` and its channels.)"""
     path = Path(folder) / PLAN_FILE
-    return json.loads(path.read_text(encoding="utf-8"))["channels"] if path.is_file() else None
+    if not path.is_file():
+        return None
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return {recorded["side"]: recorded["channels"]} if "side" in recorded else recorded["channels"]

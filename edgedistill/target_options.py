@@ -78,7 +78,8 @@ class OnnxOptions(_Options):
 
     STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"calibration", "percentile", "quantize_ops", "int16_ops",
                                                        "activations", "symmetric_activations", "quantize_outputs",
-                                                       "float_head", "calibration_samples_per_batch"})
+                                                       "float_head", "calibration_samples_per_batch",
+                                                       "outlier_split_ratio", "outlier_split_sides"})
 
     fused: bool = False
     # Per-channel weight scales; unset: per-tensor for int8-dynamic (optimum's default), per-channel for
@@ -103,6 +104,11 @@ class OnnxOptions(_Options):
     # 0.03% of the work) in float, as quantizers conventionally keep a network's last layer.
     float_head: bool = False
     calibration_samples_per_batch: int = Field(16, ge=1)
+    # Input channels of a matrix multiply peaking above this many times its median channel's peak on the
+    # calibration text get a narrow MatMul (and an activation scale) of their own (edgedistill.outlier_split);
+    # 0: off. ``outlier_split_sides: [input, output]`` adds the output side, for quantize_outputs.
+    outlier_split_ratio: float = Field(8.0, ge=0.0)
+    outlier_split_sides: list[Literal["output", "input"]] = Field(default_factory=lambda: ["input"], min_length=1)
     # Also write model_with_tokenizer.onnx: strings in, logits out (onnxruntime-extensions' BertTokenizer op in
     # an ONNX Loop before model.onnx), checked from strings at export; text_max_length: where it truncates.
     with_tokenizer: bool = False
@@ -128,7 +134,8 @@ class TFLiteOptions(_Options):
     """TFLite: sequence buckets, and the full-integer recipe of int8-static (ai-edge-quantizer)."""
 
     STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"quantize_ops", "int16_ops", "symmetric_ops",
-                                                       "float_head", "int8_embeddings", "outlier_split_ratio"})
+                                                       "float_head", "float_cls_row", "int8_embeddings",
+                                                       "outlier_split_ratio", "outlier_split_sides", "calibration"})
 
     buckets: list[int] = Field(default_factory=lambda: [32, 64, 128])
     batch: int = Field(1, ge=1)
@@ -143,12 +150,24 @@ class TFLiteOptions(_Options):
     # Keep the classification head (the last two FULLY_CONNECTED ops: pre-classifier / pooler and classifier)
     # in float: their int8 outputs, the logits among them, were the worst-quantized tensors of the SST-2 student.
     float_head: bool = True
+    # Keep float the matrix multiplies that compute one row per sequence: with cls_only_last_layer, the last
+    # layer's [CLS]-row query, attention, attention output and feed-forward (0.3% of the MACs at 128 tokens),
+    # and the head. On SST-2 they held the worst-quantized tensors (edgedistill verify --layers).
+    float_cls_row: bool = False
     # Output channels of a linear layer peaking above this many times its median channel's peak on the
     # calibration text get a FULLY_CONNECTED (and an int8 scale) of their own (edgedistill.outlier_split);
     # 0 turns it off. The SST-2 student's ffn.lin2 channel 99 (~100x): 96.79% -> 99.08% agreement.
     outlier_split_ratio: float = Field(8.0, ge=0.0)
+    # Which side of each linear layer is split: output (its requantized result) and input (the activation
+    # quantized on its way in, where LayerNorm's and GELU's outlier channels sit).
+    outlier_split_sides: list[Literal["output", "input"]] = Field(default_factory=lambda: ["output", "input"],
+                                                                  min_length=1)
     # The embedding table as int8 weights (weight-only: the lookup's output is float).
     int8_embeddings: bool = True
+    # How the activations seen on the calibration text become a range: minmax, the extremes over every
+    # sentence; moving-average, ai-edge-quantizer's default, an exponential moving average (0.95 per sentence)
+    # of each sentence's extremes, which mostly reflects the last ~20 sentences it was fed.
+    calibration: Literal["minmax", "moving-average"] = "minmax"
 
     @field_validator("buckets")
     @classmethod

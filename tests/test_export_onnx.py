@@ -86,8 +86,8 @@ def test_planted_mismatch_fails_the_gate_and_leaves_nothing(tmp_path, tiny_stude
 
     original = OnnxBackend._export_fp32
 
-    def perturbed(model_dir, out, options, cls_only_last_layer):
-        path = original(model_dir, out, options, cls_only_last_layer)
+    def perturbed(model_dir, out, options, cls_only_last_layer, split=None):
+        path = original(model_dir, out, options, cls_only_last_layer, split)
         model = onnx.load(str(path))
         for init in model.graph.initializer:
             if "classifier.weight" in init.name:

@@ -103,6 +103,8 @@ def _activation_scales(path: Path) -> dict[str, float]:
 def test_histogram_calibrators_run_to_completion_with_their_own_ranges(artifacts, tiny_student_dir, data, tmp_path,
                                                                        calibration):
     target = load_target(f"onnx-int8-static-{calibration}")
+    split = load_target("onnx-int8-static").options["outlier_split_ratio"]  # the graph of the minmax artifact
+    target = target.model_copy(update={"options": {**target.options, "outlier_split_ratio": split}})
     artifact = export_target(tiny_student_dir, target, data, tmp_path / "a", SETTINGS)
     assert artifact.info["parity"]["passed"]
     assert artifact.info["target"]["options"]["calibration"] == calibration
@@ -389,14 +391,15 @@ def test_tflite_gives_an_outlier_channel_its_own_int8_layer_and_scale(tiny_stude
     from edgedistill.backends.tflite import BACKEND
 
     planted = _plant_outlier(tiny_student_dir, tmp_path / "planted", channel=5)
-    target = load_target("tflite-int8-static")
+    target = load_target("tflite-int8-static")  # the output side alone: the next layers' inputs stay whole
+    target = target.model_copy(update={"options": {**target.options, "outlier_split_sides": ["output"]}})
     plain = target.model_copy(update={"name": "plain", "options": {**target.options, "outlier_split_ratio": 0}})
     exported = {}
     for t in (target, plain):
         t = t.model_copy(update={"tolerance": Tolerance(min_agreement=0.0, max_accuracy_drop=100.0)})  # numbers only
         exported[t.name] = export_target(planted, t, data, tmp_path / t.name, SETTINGS)
     split, unsplit = exported["tflite-int8-static"], exported["plain"]
-    assert split.info["structure"]["outlier_split"] == {"distilbert.transformer.layer.0.ffn.lin2": [5]}
+    assert split.info["structure"]["outlier_split"] == {"output": {"distilbert.transformer.layer.0.ffn.lin2": [5]}}
     assert "outlier_split" not in unsplit.info["structure"] and not (unsplit.path / "outlier_split.json").exists()
 
     def fully_connected(artifact):
@@ -425,6 +428,87 @@ def test_tflite_gives_an_outlier_channel_its_own_int8_layer_and_scale(tiny_stude
     # The per-tensor table compares against a float reference split the same way: the new tensors are in it.
     rows = BACKEND.layer_errors(split, planted, data.eval.texts[:16], 32, 1)
     assert any("inliers" in r.tensor and r.sqnr_db is not None for r in rows)
+
+
+def _tflite_static(**options) -> TargetConfig:
+    """The tflite-int8-static profile with ``options`` changed and its gate opened (the numbers are the test)."""
+    profile = load_target("tflite-int8-static")
+    return TargetConfig.model_validate({**profile.model_dump(), "name": "custom",
+                                        "options": {**profile.options, **options},
+                                        "tolerance": {"min_agreement": 0.0, "max_accuracy_drop": 100.0}})
+
+
+def _activation_ranges(path: Path) -> dict[str, float]:
+    """The int8 scale of each quantized activation and matmul output of the 32-token signature, by name."""
+    from edgedistill.backends.tflite_quant import FlatModel
+
+    graph = FlatModel(path / "model.tflite", "seq_32")
+    scales = {}
+    for op, _, outputs, _ in graph.ops:
+        tensor = graph.tensors[outputs[0]]
+        if op in ("QUANTIZE", "FULLY_CONNECTED") and tensor.type == 9:
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+            scales[name] = float(tensor.quantization.scale[0])
+    return scales
+
+
+def test_tflite_minmax_calibration_covers_every_range_the_moving_average_saw(tiny_student_dir, data, tmp_path):
+    """ai-edge-quantizer's own calibration keeps a moving average of each sentence's extremes (0.95 per
+    sentence); minmax keeps the extremes over all of them, so every int8 range is at least as wide."""
+    ranges = {}
+    for method in ("moving-average", "minmax"):
+        artifact = export_target(tiny_student_dir, _tflite_static(calibration=method, outlier_split_ratio=0), data,
+                                 tmp_path / method, SETTINGS)
+        assert artifact.info["target"]["options"]["calibration"] == method
+        ranges[method] = _activation_ranges(artifact.path)
+    average, minmax = ranges["moving-average"], ranges["minmax"]
+    assert average.keys() == minmax.keys() and len(average) >= 8
+    assert all(minmax[k] >= average[k] * (1 - 1e-6) for k in average)
+    assert sum(minmax[k] > average[k] * 1.01 for k in average) >= len(average) // 4
+
+
+def test_float_cls_row_keeps_the_one_row_matmuls_float_and_the_rest_int8(tiny_student_dir, data, tmp_path):
+    from edgedistill.backends.tflite_quant import FlatModel
+
+    artifact = export_target(tiny_student_dir, _tflite_static(float_cls_row=True), data, tmp_path / "a", SETTINGS)
+    graph = FlatModel(artifact.path / "model.tflite", "seq_32")
+    one_row = many_rows = 0
+    for op, inputs, outputs, _ in graph.ops:
+        if op != "FULLY_CONNECTED":
+            continue
+        rows = int(np.prod(graph.tensors[outputs[0]].shape[:-1]))
+        if rows == 1:  # the last layer's [CLS] row (query, attention output, feed-forward) and the head
+            one_row += 1
+            assert graph.tensors[inputs[0]].type == 0 and graph.tensors[inputs[1]].type == 0  # float32
+        else:
+            many_rows += 1
+            assert graph.tensors[inputs[0]].type == 9 and graph.tensors[inputs[1]].type == 9  # int8 x int8
+    assert one_row >= 6 and many_rows >= 6
+    assert artifact.info["structure"]["integer"]["int8_mac_fraction"] > 0.3
+
+
+def test_tflite_splits_outliers_on_both_sides_of_a_layer(tiny_student_dir, data, tmp_path):
+    """A FULLY_CONNECTED with an outlier input channel and an outlier output channel: split on its input, then
+    each part on its output; the logits come closer to PyTorch's and every encoder matmul stays int8 (a
+    one-channel narrow layer is lowered to a float broadcast multiply)."""
+    from edgedistill.backends.tflite_quant import FlatModel
+
+    planted = _plant_input_outlier(_plant_outlier(tiny_student_dir, tmp_path / "out", channel=5),
+                                   tmp_path / "both", channel=7)
+    lin2 = "distilbert.transformer.layer.0.ffn.lin2"
+    artifacts = {sides: export_target(planted, _tflite_static(outlier_split_sides=list(sides)), data,
+                                      tmp_path / "-".join(sides), SETTINGS)
+                 for sides in (("output",), ("output", "input"))}
+    split = artifacts[("output", "input")].info["structure"]["outlier_split"]
+    assert split["output"][lin2] == [5] and split["input"][lin2] == [7]
+    assert artifacts[("output",)].info["structure"]["outlier_split"] == {"output": split["output"]}
+
+    # the planted input channel's range no longer sets the scale of lin2's whole input
+    assert artifacts[("output", "input")].info["parity"]["mean_abs"] < artifacts[("output",)].info["parity"]["mean_abs"]
+    graph = FlatModel(artifacts[("output", "input")].path / "model.tflite", "seq_32")
+    fcs = [(inputs, outputs) for op, inputs, outputs, _ in graph.ops if op == "FULLY_CONNECTED"]
+    for inputs, outputs in fcs[:-2]:  # all but the float head: int8 x int8 -> int8
+        assert graph.tensors[inputs[0]].type == 9 and graph.tensors[outputs[0]].type == 9
 
 
 def _plant_input_outlier(source: Path, out: Path, channel: int, gain: float = 60.0) -> Path:
@@ -470,6 +554,38 @@ def test_input_outlier_split_finds_the_channel_keeps_the_function_and_merges_bac
         assert torch.allclose(model(**batch).logits, before, atol=1e-5)
 
 
+def test_both_sides_split_one_layer_keeps_the_function_and_merges_back(tiny_student_dir, tmp_path):
+    """TFLite quantizes a FULLY_CONNECTED's input and its output: a layer with outliers on both sides is split
+    on its input, then each part on its output; the float function is unchanged and merges back."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from edgedistill.models import load_classifier
+    from edgedistill.outlier_split import (InputSplitLinear, SplitLinear, apply_plan, merge_outlier_split,
+                                           read_plan)
+
+    planted = _plant_input_outlier(_plant_outlier(tiny_student_dir, tmp_path / "out", channel=5),
+                                   tmp_path / "both", channel=7)
+    model = load_classifier(planted).eval()
+    tokenizer = AutoTokenizer.from_pretrained(planted)
+    batch = tokenizer(["a gripping , funny film", "dull and far too long"], padding=True, return_tensors="pt")
+    lin2 = "distilbert.transformer.layer.0.ffn.lin2"
+    with torch.no_grad():
+        before = model(**batch).logits
+        apply_plan(model, {"output": {lin2: [5]}, "input": {lin2: [7]}})
+        split = model.distilbert.transformer.layer[0].ffn.lin2
+        assert isinstance(split, InputSplitLinear)
+        assert isinstance(split.inliers, SplitLinear) and isinstance(split.outliers, SplitLinear)
+        assert torch.allclose(model(**batch).logits, before, atol=1e-5)
+        merge_outlier_split(model)
+        assert type(model.distilbert.transformer.layer[0].ffn.lin2) is torch.nn.Linear
+        assert torch.allclose(model(**batch).logits, before, atol=1e-5)
+    # an artifact written before plans held both sides still reads, as its one side
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "outlier_split.json").write_text(json.dumps({"side": "input", "channels": {lin2: [7]}}))
+    assert read_plan(tmp_path / "old") == {"input": {lin2: [7]}}
+
+
 def test_coreml_w8a8_gives_an_outlier_input_channel_its_own_scale(tiny_student_dir, data, tmp_path):
     """Core ML quantizes the linear layers' inputs, one scale per tensor: with the planted channel split off,
     the wide lin2 input keeps its resolution and the emulated logits stay closer to PyTorch."""
@@ -484,11 +600,11 @@ def test_coreml_w8a8_gives_an_outlier_input_channel_its_own_scale(tiny_student_d
     settings = replace(SETTINGS, verify_samples=64)
     exported = {t.name: export_target(planted, t, data, tmp_path / t.name, settings) for t in (target, plain)}
     split, unsplit = exported[target.name], exported["plain"]
-    assert split.info["structure"]["outlier_split"]["distilbert.transformer.layer.0.ffn.lin2"] == [7]
-    assert json.loads((split.path / "outlier_split.json").read_text())["side"] == "input"
+    assert list(split.info["structure"]["outlier_split"]) == ["input"]
+    assert split.info["structure"]["outlier_split"]["input"]["distilbert.transformer.layer.0.ffn.lin2"] == [7]
     assert "outlier_split" not in unsplit.info["structure"]
     ops, plain_ops = split.info["structure"]["op_counts"], unsplit.info["structure"]["op_counts"]
-    layers = len(split.info["structure"]["outlier_split"])
+    layers = len(split.info["structure"]["outlier_split"]["input"])
     assert ops["quantize"] == plain_ops["quantize"] + layers  # each narrow layer's input has its own scale
     assert ops["gather"] >= plain_ops.get("gather", 0) + layers
 
@@ -501,4 +617,29 @@ def test_coreml_w8a8_gives_an_outlier_input_channel_its_own_scale(tiny_student_d
                    if op == "quantize" and shapes[b["input"]][-1] > 8)
 
     assert largest_wide_scale(split) * 5 < largest_wide_scale(unsplit)
+    assert split.info["parity"]["mean_abs"] < unsplit.info["parity"]["mean_abs"]
+
+
+def test_onnx_static_gives_an_outlier_input_channel_its_own_scale(tiny_student_dir, data, tmp_path):
+    """ONNX Runtime's QDQ quantizes each MatMul input with one scale: split off, the planted GELU channel
+    gets a MatMul and a scale of its own, and the logits come closer to PyTorch's."""
+    import onnx
+
+    planted = _plant_input_outlier(tiny_student_dir, tmp_path / "planted", channel=7)
+    profile = load_target("onnx-int8-static")
+    exported = {}
+    for ratio in (8.0, 0.0):
+        target = TargetConfig.model_validate({**profile.model_dump(), "name": f"r{ratio:g}",
+                                              "options": {**profile.options, "outlier_split_ratio": ratio},
+                                              "tolerance": {"min_agreement": 0.0, "max_accuracy_drop": 100.0}})
+        exported[ratio] = export_target(planted, target, data, tmp_path / target.name, SETTINGS)
+    split, unsplit = exported[8.0], exported[0.0]
+    assert split.info["structure"]["outlier_split"]["input"]["distilbert.transformer.layer.0.ffn.lin2"] == [7]
+    assert "outlier_split" not in unsplit.info["structure"]
+
+    def matmuls(artifact):
+        return [n for n in onnx.load(str(artifact.path / "model.onnx")).graph.node if n.op_type == "MatMul"]
+
+    layers = len(split.info["structure"]["outlier_split"]["input"])
+    assert len(matmuls(split)) == len(matmuls(unsplit)) + layers  # one narrow MatMul per split layer
     assert split.info["parity"]["mean_abs"] < unsplit.info["parity"]["mean_abs"]

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from edgedistill.config import TargetConfig
 from edgedistill.data import encode_one
 from edgedistill.errors import ConfigError, ExportError, ModelError
 from edgedistill.target_options import BACKEND_PRECISIONS, COREML_ACTIVATION_OPS, CoreMLOptions, target_options
+
+if TYPE_CHECKING:
+    from edgedistill.outlier_split import Plan
 
 log = logging.getLogger("edgedistill.coreml")
 
@@ -70,7 +73,7 @@ class CoreMLBackend:
                 from edgedistill.outlier_split import plan_outlier_split
 
                 split = plan_outlier_split(model_dir, target.cls_only_last_layer, calibration,
-                                           options.outlier_split_ratio, out_dir, side="input")
+                                           options.outlier_split_ratio, out_dir, sides=("input",))
         mlmodel = self._convert(model_dir, target.precision, options, target.cls_only_last_layer, split)
         if target.precision == "int8-static":
             mlmodel = _quantize_activations(mlmodel, model_dir, options, calibration)
@@ -107,7 +110,7 @@ class CoreMLBackend:
 
     @staticmethod
     def _convert(model_dir: Path, precision: str, options: CoreMLOptions, cls_only_last_layer: bool,
-                 split: dict[str, list[int]] | None = None) -> Any:
+                 split: Plan | None = None) -> Any:
         """The traced classifier as an ML Program; ``split``: outlier input channels to give their own layers."""
         import coremltools as ct
         import torch
@@ -118,9 +121,9 @@ class CoreMLBackend:
         buckets = options.buckets
         model = load_for_export(model_dir, cls_only_last_layer)
         if split:
-            from edgedistill.outlier_split import split_outlier_channels
+            from edgedistill.outlier_split import apply_plan
 
-            model = split_outlier_channels(model, split, side="input")
+            model = apply_plan(model, split)
         model = logits_only(model, sep_token_id=model_sep_token_id(model_dir, model))
         sample = (torch.zeros(1, buckets[-1], dtype=torch.int32), torch.ones(1, buckets[-1], dtype=torch.int32))
         if options.shapes == "enumerated":

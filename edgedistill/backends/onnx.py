@@ -13,8 +13,9 @@ Precisions and options (``target.options``, typed in :mod:`edgedistill.target_op
   weights and 8-bit activations (``activations``: uint8 by default, ``symmetric_activations``) on the op
   types in ``quantize_ops`` (default MatMul and Gemm: every matrix multiply), their outputs float unless
   ``quantize_outputs``; every other op stays float, ``int16_ops`` gives chosen op types 16-bit
-  activations and ``float_head`` keeps the classification head float. ``artifact.json`` records the
-  integer coverage.
+  activations and ``float_head`` keeps the classification head float; outlier input channels get a
+  MatMul and an activation scale of their own (``outlier_split_ratio``, :mod:`edgedistill.outlier_split`).
+  ``artifact.json`` records the integer coverage.
 * ``fused: true`` (any precision) — ``ORTOptimizer`` level-2 graph fusion (attention, GELU,
   LayerNorm) first. ORTQuantizer cannot shape-infer a fused graph, so fused int8-dynamic uses
   ``onnxruntime.quantization.quantize_dynamic`` directly; fused int8-static is not offered.
@@ -26,7 +27,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from edgedistill.errors import ConfigError, ExportError, ModelError
 from edgedistill.quant_report import TensorError
 from edgedistill.segments import segment_ids, sep_token_id
 from edgedistill.target_options import BACKEND_PRECISIONS, OnnxOptions, target_options
+
+if TYPE_CHECKING:
+    from edgedistill.outlier_split import Plan
 
 log = logging.getLogger("edgedistill.onnx")
 
@@ -94,9 +98,16 @@ class OnnxBackend:
     def export(self, model_dir: Path, target: TargetConfig, calibration: Calibration | None,
                out_dir: Path) -> list[Path]:
         options = self._check(target)
+        split = None
+        if target.precision == "int8-static" and options.outlier_split_ratio and calibration is not None:
+            from edgedistill.outlier_split import plan_outlier_split
+
+            split = plan_outlier_split(model_dir, target.cls_only_last_layer, calibration,
+                                       options.outlier_split_ratio, out_dir, options.outlier_split_sides,
+                                       skip_last=2 if options.float_head else 0)
         with tempfile.TemporaryDirectory(prefix="edgedistill-onnx-") as scratch:
             scratch = Path(scratch)
-            exported = self._export_fp32(model_dir, scratch / "fp32", options, target.cls_only_last_layer)
+            exported = self._export_fp32(model_dir, scratch / "fp32", options, target.cls_only_last_layer, split)
             if options.fused:
                 exported = self._fuse(exported, scratch / "fused")
             final = out_dir / MODEL_FILE
@@ -148,8 +159,10 @@ class OnnxBackend:
         if not target.precision.startswith("int8"):
             return {}
         from edgedistill.backends.onnx_quant import integer_coverage
+        from edgedistill.outlier_split import read_plan
 
-        return {"integer": integer_coverage(model_files[0])}
+        split = read_plan(model_files[0].parent)
+        return {"integer": integer_coverage(model_files[0]), **({"outlier_split": split} if split else {})}
 
     def layer_errors(self, artifact: Artifact, source_dir: Path, inputs: list[Example], max_length: int,
                      threads: int) -> list[TensorError]:
@@ -162,9 +175,12 @@ class OnnxBackend:
 
         target = artifact.target
         require_full_integer(target)
+        from edgedistill.outlier_split import read_plan
+
         options = target_options(target)
         with tempfile.TemporaryDirectory(prefix="edgedistill-onnx-ref-") as scratch:
-            reference = self._export_fp32(source_dir, Path(scratch), options, target.cls_only_last_layer)
+            reference = self._export_fp32(source_dir, Path(scratch), options, target.cls_only_last_layer,
+                                          read_plan(artifact.path))  # split as the artifact was
             batches = padded_batches(inputs, AutoTokenizer.from_pretrained(source_dir), max_length)
             return layer_errors(artifact.path / MODEL_FILE, reference, batches, threads)
 
@@ -175,15 +191,22 @@ class OnnxBackend:
         return target_options(target)
 
     @staticmethod
-    def _export_fp32(model_dir: Path, out: Path, options: OnnxOptions, cls_only_last_layer: bool) -> Path:
+    def _export_fp32(model_dir: Path, out: Path, options: OnnxOptions, cls_only_last_layer: bool,
+                     split: Plan | None = None) -> Path:
         """optimum's ONNX exporter (what ``main_export`` runs once it has loaded the model) on the
-        classifier, pruned to the [CLS] row in its last layer unless the target says otherwise."""
+        classifier, pruned to the [CLS] row in its last layer unless the target says otherwise;
+        ``split``: outlier channels to give their own matrix multiplies."""
         from optimum.exporters.onnx import onnx_export_from_model
         from optimum.exporters.onnx.__main__ import maybe_load_preprocessors
 
         from edgedistill.models import load_for_export
 
-        onnx_export_from_model(load_for_export(model_dir, cls_only_last_layer), out, opset=options.opset,
+        model = load_for_export(model_dir, cls_only_last_layer)
+        if split:
+            from edgedistill.outlier_split import apply_plan
+
+            model = apply_plan(model, split)
+        onnx_export_from_model(model, out, opset=options.opset,
                                task="text-classification", do_validation=False,
                                preprocessors=maybe_load_preprocessors(str(model_dir)))
         return out / MODEL_FILE

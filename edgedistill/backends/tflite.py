@@ -14,8 +14,11 @@ Precisions (``target.precision``) via ai-edge-quantizer, after an fp32 conversio
   activations calibrated on real task text) on the op types in ``quantize_ops`` (default
   ``FULLY_CONNECTED``), 16-bit activations for ``int16_ops``, symmetric int8 activations for
   ``symmetric_ops`` (XNNPACK runs int8 ``BATCH_MATMUL`` only with symmetric inputs), the classification
-  head left float (``float_head``), and a weight-only int8 rule for ``EMBEDDING_LOOKUP``
-  (``int8_embeddings``); every other op stays float. A file with integer logits has them dequantized
+  head left float (``float_head``; ``float_cls_row`` also the last layer's [CLS]-row matmuls), and a
+  weight-only int8 rule for ``EMBEDDING_LOOKUP`` (``int8_embeddings``); every other op stays float.
+  Outlier channels get a layer and a scale of their own on the sides in ``outlier_split_sides``
+  (:mod:`edgedistill.outlier_split`); activation ranges are the extremes over every calibration sentence
+  (``calibration: minmax``) or ai-edge-quantizer's moving average. A file with integer logits has them dequantized
   with the output tensor's scale and zero point. ``artifact.json`` records the integer coverage and the
   ops XNNPACK takes.
 
@@ -31,7 +34,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +45,9 @@ from edgedistill.data import Example, encode_one
 from edgedistill.errors import ConfigError, ExportError, ModelError
 from edgedistill.quant_report import TensorError
 from edgedistill.target_options import BACKEND_PRECISIONS, TFLiteOptions, target_options
+
+if TYPE_CHECKING:
+    from edgedistill.outlier_split import Plan
 
 log = logging.getLogger("edgedistill.tflite")
 
@@ -204,7 +210,8 @@ class TFLiteBackend:
             from edgedistill.outlier_split import plan_outlier_split
 
             split = plan_outlier_split(model_dir, target.cls_only_last_layer, calibration,
-                                       options.outlier_split_ratio, out_dir)
+                                       options.outlier_split_ratio, out_dir, options.outlier_split_sides,
+                                       skip_last=2 if options.float_head else 0)
         with tempfile.TemporaryDirectory(prefix="edgedistill-tflite-") as scratch:
             fp32 = Path(scratch) / "fp32.tflite"
             self._convert(model_dir, options, target.cls_only_last_layer, fp32, split)
@@ -263,7 +270,7 @@ class TFLiteBackend:
 
     @staticmethod
     def _convert(model_dir: Path, options: TFLiteOptions, cls_only_last_layer: bool, out: Path,
-                 split: dict[str, list[int]] | None = None) -> None:
+                 split: Plan | None = None) -> None:
         """fp32 conversion of every bucket signature; ``split``: outlier channels to give their own layers."""
         import litert_torch
         import torch
@@ -273,9 +280,9 @@ class TFLiteBackend:
 
         model = load_for_export(model_dir, cls_only_last_layer)
         if split:
-            from edgedistill.outlier_split import split_outlier_channels
+            from edgedistill.outlier_split import apply_plan
 
-            model = split_outlier_channels(model, split)
+            model = apply_plan(model, split)
         model = logits_only(model, "logits", model_sep_token_id(model_dir, model))
         converter = None
         for seq in options.buckets:
@@ -313,19 +320,36 @@ class TFLiteBackend:
                 else:
                     qt.add_static_config(regex=".*", operation_name=TFLOperationName(op), weight_num_bits=8,
                                          activation_num_bits=16 if op in options.int16_ops else 8)
-            if options.float_head:  # the latest matching config wins in ai-edge-quantizer
-                from edgedistill.backends.tflite_quant import head_scopes
+            from edgedistill.backends.tflite_quant import head_scopes, single_row_scopes
 
-                for scope in head_scopes(fp32):
-                    qt.update_quantization_recipe(regex=f"^{re.escape(scope)}$",
-                                                  operation_name=TFLOperationName.FULLY_CONNECTED,
+            float_scopes = head_scopes(fp32) if options.float_head else set()
+            if options.float_cls_row:
+                float_scopes |= single_row_scopes(fp32, options.batch)
+            for scope in sorted(float_scopes):  # the latest matching config wins in ai-edge-quantizer
+                for op in options.quantize_ops:
+                    qt.update_quantization_recipe(regex=f"^{re.escape(scope)}$", operation_name=TFLOperationName(op),
                                                   algorithm_key=AlgorithmName.NO_QUANTIZE)
             if options.int8_embeddings:
                 qt.add_weight_only_config(regex=".*", operation_name=TFLOperationName.EMBEDDING_LOOKUP, num_bits=8)
         result = None
         if qt.need_calibration:
-            result = qt.calibrate(_calibration_data(model_dir, options, calibration), num_threads=1)
+            result = _calibrate(fp32, qt, _calibration_data(model_dir, options, calibration), options.calibration)
         qt.quantize(result, enable_progress_report=False).export_model(str(final), overwrite=True)
+
+
+def _calibrate(fp32: Path, qt: Any, data: dict[str, list[dict[str, np.ndarray]]], method: str) -> dict[str, Any]:
+    """Activation ranges of the ops ``qt``'s recipe quantizes, from ``data``: ai-edge-quantizer's own
+    calibration (moving-average), or its calibrator with the true extremes over every sentence (minmax)."""
+    if method == "moving-average":
+        return qt.calibrate(data, num_threads=1)
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(qt.get_quantization_recipe())
+    calib = calibrator.Calibrator(str(fp32), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+    calib.calibrate(data, manager)
+    return calib.get_model_qsvs()
 
 
 def _symmetric_int8() -> Any:

@@ -80,6 +80,25 @@ def head_scopes(model_path: Path) -> set[str]:
     return scopes
 
 
+def single_row_scopes(model_path: Path, batch: int) -> set[str]:
+    """ai-edge-quantizer's scope names of the FULLY_CONNECTED and BATCH_MATMUL ops that compute one row per
+    sequence (``batch`` rows in all), in every signature: the [CLS] row's query, attention, attention output
+    and feed-forward in a last layer that runs on that row alone, and the classification head."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils
+
+    model = tfl_flatbuffer_utils.read_model(Path(model_path))
+    types = _op_types(model)
+    scopes = set()
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            op_type = types[op.opcodeIndex]
+            shape = [int(d) for d in subgraph.tensors[op.outputs[0]].shape]
+            if (op_type == "FULLY_CONNECTED" and int(np.prod(shape[:-1])) == batch
+                    or op_type == "BATCH_MATMUL" and len(shape) >= 2 and shape[-2] == 1):
+                scopes.add(tfl_flatbuffer_utils.get_op_scope(op, subgraph.tensors))
+    return scopes
+
+
 def coverage_signature(signatures: Iterable[str]) -> str:
     """The bucket integer coverage is counted on: 128 tokens, else the largest bucket."""
     buckets = sorted(int(s[4:]) for s in signatures if s.startswith("seq_"))

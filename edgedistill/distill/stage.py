@@ -145,15 +145,17 @@ def _initial_student(config: Config, role: str, teacher: Any, teacher_dir: Path,
         from transformers import AutoTokenizer
 
         from edgedistill.distill.qat import prepare_qat
-        from edgedistill.outlier_split import find_outlier_channels, split_outlier_channels
+        from edgedistill.outlier_split import apply_plan, find_outlier_channels
 
         student = load_classifier(init_dir).eval()
         split = {}
         if d.qat.outlier_split_ratio:
-            split = find_outlier_channels(student, AutoTokenizer.from_pretrained(init_dir),
-                                          data.calibration_inputs(config.data.calibration_samples, config.seed),
-                                          config.data.max_length, d.qat.outlier_split_ratio)
-        student = prepare_qat(split_outlier_channels(student, split))
+            tokenizer = AutoTokenizer.from_pretrained(init_dir)
+            calibration = data.calibration_inputs(config.data.calibration_samples, config.seed)
+            split = {side: found for side in d.qat.outlier_split_sides
+                     if (found := find_outlier_channels(student, tokenizer, calibration, config.data.max_length,
+                                                        d.qat.outlier_split_ratio, side=side, skip_last=2))}
+        student = prepare_qat(apply_plan(student, split))
         layer_map = getattr(student.config, "edgedistill", {}).get("layer_map")
         return student, layer_map, (f"the distilled student {init_dir}, int8 fake quantization on every linear layer"
                                     + (f", outlier channels split off {split}" if split else ""))
