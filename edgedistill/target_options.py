@@ -152,7 +152,8 @@ class TFLiteOptions(_Options):
     float_head: bool = True
     # Keep float the matrix multiplies that compute one row per sequence: with cls_only_last_layer, the last
     # layer's [CLS]-row query, attention, attention output and feed-forward (0.3% of the MACs at 128 tokens),
-    # and the head. On SST-2 they held the worst-quantized tensors (edgedistill verify --layers).
+    # and the head. They held the SST-2 student's worst-quantized tensors before the input split; with it,
+    # keeping them float changed nothing measurable (benchmarks/results/int8-recipes.md).
     float_cls_row: bool = False
     # Output channels of a linear layer peaking above this many times its median channel's peak on the
     # calibration text get a FULLY_CONNECTED (and an int8 scale) of their own (edgedistill.outlier_split);
