@@ -1,6 +1,6 @@
 """Full-integer int8 on SST-2: post-training and quantization-aware, ONNX, TFLite and Core ML, in one run.
 
-    .venv/bin/python benchmarks/full_int8.py       # after `edgedistill distill` (student and qat), ~15 min
+    .venv/bin/python benchmarks/full_int8.py       # after `edgedistill distill` (student and qat), ~25 min
 
 Exports the distilled student (runs/default/student) and its quantization-aware twin (runs/default/qat) to
 every full-integer profile, each verified against its own PyTorch checkpoint on all SST-2 dev sentences

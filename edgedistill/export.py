@@ -94,6 +94,7 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
     each source once for all its targets). ``extra_info`` is merged into ``artifact.json`` (the pipeline
     stores its cache key there).
     """
+    from edgedistill.outlier_split import read_plan
     from edgedistill.verify import check_parity
 
     model_dir = Path(model_dir)
@@ -111,6 +112,9 @@ def export_target(model_dir: Path, target: TargetConfig, data: TaskData, out: Pa
         copy_side_files(model_dir, tmp)
         inspect = getattr(backend, "inspect", None)
         structure = inspect(model_files, target) if inspect else None
+        split = read_plan(tmp)  # any backend's outlier split (edgedistill.outlier_split), recorded beside the model
+        if split is not None:
+            structure = {**(structure or {}), "outlier_split": split}
         draft = Artifact(tmp, {"target": target.model_dump(), "model_files": [p.name for p in model_files]})
         runner = backend.load(draft, threads)
         report = check_parity(model_dir, runner, target, data, max_length=max_length, threads=threads,

@@ -101,11 +101,6 @@ class CoreMLBackend:
                               + "; ".join(problems))
         if target.precision.startswith("int8"):
             structure["integer"] = integer_coverage(model_files[0], target_options(target).buckets[-1])
-        from edgedistill.outlier_split import read_plan
-
-        split = read_plan(model_files[0].parent)
-        if split is not None:
-            structure["outlier_split"] = split
         return structure
 
     @staticmethod

@@ -159,10 +159,8 @@ class OnnxBackend:
         if not target.precision.startswith("int8"):
             return {}
         from edgedistill.backends.onnx_quant import integer_coverage
-        from edgedistill.outlier_split import read_plan
 
-        split = read_plan(model_files[0].parent)
-        return {"integer": integer_coverage(model_files[0]), **({"outlier_split": split} if split else {})}
+        return {"integer": integer_coverage(model_files[0])}
 
     def layer_errors(self, artifact: Artifact, source_dir: Path, inputs: list[Example], max_length: int,
                      threads: int) -> list[TensorError]:

@@ -234,11 +234,6 @@ class TFLiteBackend:
         if target.precision.startswith("int8"):
             signature = coverage_signature(signature_name(b) for b in target_options(target).buckets)
             structure["integer"] = integer_coverage(model_files[0], signature)
-        from edgedistill.outlier_split import read_plan
-
-        split = read_plan(model_files[0].parent)
-        if split is not None:
-            structure["outlier_split"] = split
         return structure
 
     def layer_errors(self, artifact: Artifact, source_dir: Path, inputs: list[Example], max_length: int,
