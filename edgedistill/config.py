@@ -65,6 +65,19 @@ class TrainingRecipe(_Section):
     group_by_length: bool = True
 
 
+class BornAgainConfig(_Section):
+    """Born-again self-distillation of the teacher (Furlanello et al., 2018): once fine-tuned, the teacher
+    teaches a fresh copy of the checkpoint it was fine-tuned from, on its soft targets over the training text
+    and ``variants`` word-replacement variants of each sentence (TinyBERT's augmentation, the distill stage's
+    machinery), and that copy becomes the teacher the students learn from."""
+
+    enabled: bool = False
+    variants: int = Field(3, ge=0)
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
+    temperature: float = Field(2.0, gt=0)
+
+
 class TeacherConfig(TrainingRecipe):
     """The teacher model and, when it needs one, its fine-tuning recipe (transformers' Trainer)."""
 
@@ -72,6 +85,7 @@ class TeacherConfig(TrainingRecipe):
     train: Literal["auto", "always", "never"] = "auto"
     # One epoch at 1e-4 fine-tunes the packaged MiniLM as well as three at 5e-5 (benchmarks/results/teacher-full.md).
     learning_rate: float = Field(1e-4, gt=0)
+    born_again: BornAgainConfig = Field(default_factory=BornAgainConfig)
 
 
 class QatConfig(_Section):

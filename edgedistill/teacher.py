@@ -2,6 +2,8 @@
 
 Output: ``<workdir>/teacher/``, a ``save_pretrained`` folder (model + tokenizer) with the config used
 (``edgedistill_config.yaml``), ``metrics.json``, ``stage.json`` (the cache key) and ``teacher.log``.
+With ``teacher.born_again`` the fine-tuned model goes to ``<workdir>/teacher-fine-tuned/`` instead and the
+teacher is its born-again copy (:mod:`edgedistill.born_again`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgedistill.born_again import FINE_TUNED_DIR, run_born_again
 from edgedistill.cache import run_cached_stage
 from edgedistill.config import Config, dump_config
 from edgedistill.data import TaskData, encode, load_task_data
@@ -49,13 +52,18 @@ def run_teacher(config: Config, *, force: bool = False, data: TaskData | None = 
         "model": source.fingerprint(),
         "data": data.fingerprint,
         "max_length": config.data.max_length,
-        "teacher": config.teacher.model_dump(exclude={"model", "eval_batch_size", "logging_steps"}),
+        "teacher": config.teacher.model_dump(exclude={"model", "eval_batch_size", "logging_steps", "born_again"}),
         "seed": config.seed,
     }
-    out = teacher_dir(config)
+    born_again = config.teacher.born_again.enabled
+    # with born-again self-distillation, the fine-tuned model is its first step, kept beside the teacher
+    out = Path(config.workdir) / FINE_TUNED_DIR if born_again else teacher_dir(config)
     metrics, cached = run_cached_stage(
         STAGE, out, inputs, OUTPUTS, lambda tmp: _build(config, source, model_config, data, tmp),
         dump_config(config), force=force)
+    if born_again:
+        metrics, cached = run_born_again(config, TeacherResult(out, metrics, cached), data, force=force)
+        out = teacher_dir(config)
     if not cached:
         log.info("teacher: saved to %s (eval accuracy %.4f)", out, metrics["eval_accuracy"])
     return TeacherResult(out, metrics, cached=cached)

@@ -130,3 +130,28 @@ def test_failed_rebuild_keeps_the_previous_teacher(tmp_path, trained, toy_data_d
         run_teacher(config, force=True)
     assert sorted(p.name for p in (tmp_path / "teacher").iterdir()) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".teacher")] == []
+
+
+def test_born_again_teacher_is_published_as_the_teacher(tmp_path, tiny_encoder_dir, toy_data_dir):
+    from edgedistill.distill.stage import pretrained_reference
+
+    config = teacher_config(tmp_path, tiny_encoder_dir, toy_data_dir, **{
+        "teacher.epochs": 4, "teacher.born_again.enabled": True, "teacher.born_again.variants": 1,
+        "teacher.born_again.epochs": 2, "teacher.born_again.learning_rate": 1e-3})
+    result = run_teacher(config)
+    assert result.path == tmp_path / "teacher" and not result.cached
+    fine_tuned = json.loads((tmp_path / "teacher-fine-tuned" / "metrics.json").read_text())
+    born = json.loads((tmp_path / "teacher-born-again" / "student" / "metrics.json").read_text())
+    metrics = result.metrics
+    assert metrics["fine_tuned_eval_accuracy"] == fine_tuned["eval_accuracy"]
+    # measured again on the published folder: the same weights as the born-again student's
+    assert metrics["eval_accuracy"] == born["eval_accuracy"]
+    assert metrics["born_again"]["augmented_samples"] == born["augmented_samples"] > 0
+    assert born["init"] == f"checkpoint {tiny_encoder_dir}"  # a fresh copy of the pretrained checkpoint
+    # a teacher folder: no student record, the tokenizer still gives token types, the checkpoint it came from
+    assert "edgedistill" not in json.loads((result.path / "config.json").read_text())
+    from transformers import AutoTokenizer
+
+    assert "token_type_ids" in AutoTokenizer.from_pretrained(result.path)("a b")
+    assert pretrained_reference(result.path) == str(tiny_encoder_dir)
+    assert run_teacher(config).cached
