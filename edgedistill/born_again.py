@@ -59,17 +59,24 @@ def run_born_again(config: Config, fine_tuned: Any, data: TaskData, *, force: bo
     from edgedistill.distill import run_distill
     from edgedistill.teacher import OUTPUTS, STAGE, teacher_dir
 
-    born = run_distill(born_again_config(config, fine_tuned.path), force=force, teacher=fine_tuned, data=data)[0]
+    from edgedistill.distill.augment import STAGE as AUGMENT_STAGE
+
+    born_config = born_again_config(config, fine_tuned.path)
+    born = run_distill(born_config, force=force, teacher=fine_tuned, data=data)[0]
+    augment_metrics = Path(born_config.workdir) / AUGMENT_STAGE / "metrics.json"
     inputs = {"fine_tuned": sha256_tree(fine_tuned.path, exclude=frozenset({"teacher.log"})),
               "born_again": sha256_tree(born.path, exclude=frozenset({"student.log"})),
               "eval_data": data.fingerprint, "max_length": config.data.max_length}
     return run_cached_stage(STAGE, teacher_dir(config), inputs, OUTPUTS,
-                            lambda tmp: _publish(config, fine_tuned, born, data, tmp), dump_config(config),
+                            lambda tmp: _publish(config, fine_tuned, born, augment_metrics, data, tmp),
+                            dump_config(config),
                             force=force)
 
 
-def _publish(config: Config, fine_tuned: Any, born: Any, data: TaskData, out: Path) -> dict[str, Any]:
-    """Write the born-again model as a teacher folder and measure it there, on the eval split."""
+def _publish(config: Config, fine_tuned: Any, born: Any, augment_metrics: Path, data: TaskData,
+             out: Path) -> dict[str, Any]:
+    """Write the born-again model as a teacher folder and measure it there, on the eval split
+    (``augment_metrics``: the augment stage's metrics, for the time its labelling took)."""
     import numpy as np
     import torch
     from transformers import AutoTokenizer, DataCollatorWithPadding
@@ -88,8 +95,8 @@ def _publish(config: Config, fine_tuned: Any, born: Any, data: TaskData, out: Pa
     scores = classification_metrics(logits, labels)
     loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
     first, trained = fine_tuned.metrics, born.metrics
-    augment_metrics = Path(config.workdir) / WORK_DIR / "augment" / "metrics.json"
-    augment_s = json.loads(augment_metrics.read_text(encoding="utf-8"))["build_time_s"] if augment_metrics.is_file() else 0.0
+    augment_s = (json.loads(augment_metrics.read_text(encoding="utf-8"))["build_time_s"]
+                 if augment_metrics.is_file() else 0.0)
     log.info("born-again teacher: eval accuracy %.4f (the fine-tuned teacher it learnt from: %.4f)",
              scores["accuracy"], first["eval_accuracy"])
     return {
