@@ -2,16 +2,23 @@
 
     .venv/bin/python benchmarks/distill_v2.py --recipes labels-only distilbert augmented-3 --seeds 42 43 44
 
-Every run goes through the distill stage as `edgedistill distill` does, from one fine-tuned teacher
-(--teacher, default runs/default/teacher; every seed distils the same teacher), on the full SST-2 train
-split, evaluated on SST-2 dev. Baselines trained on the hard labels alone with the same student and seed: `labels-only` never sees the teacher (layers 0, 2, 4 of the checkpoint the teacher was
-fine-tuned from: what the pipeline's baseline role trains), so the gain over it is everything the teacher
-adds; `labels-only-teacher-init` starts from the fine-tuned teacher's layers, as the distilled students
-do, so the gain over it is what the distillation losses alone add (both 1 epoch); `labels-only-2ep` is
-`labels-only` on the 2-epoch schedule, the baseline for the 2-epoch recipes. Each run is a cached stage in
-runs/distill-v2/<recipe>-s<seed>, so the script can be stopped and re-run: finished runs are reused.
-Results: benchmarks/results/distill-v2.json (every run, per recipe and seed) and distill-v2.md (the runs,
-then mean and sample standard deviation per recipe, and the paired gain over the baseline of each seed).
+Every run goes through the distill stage as `edgedistill distill` does, from one teacher (--teacher, default
+runs/default/teacher; every seed distils the same teacher), on the full SST-2 train split, evaluated on SST-2
+dev. Baselines trained on the hard labels alone with the same student and seed: `labels-only` never sees the
+teacher (layers 0, 2, 4 of the checkpoint the teacher was fine-tuned from: what the pipeline's baseline role
+trains), so the gain over it is everything the teacher adds; `labels-only-teacher-init` starts from the
+fine-tuned teacher's layers, as the distilled students do, so the gain over it is what the distillation losses
+alone add (both 1 epoch); `labels-only-2ep` is `labels-only` on the 2-epoch schedule, the baseline for the
+2-epoch recipes. Each run is a cached stage in <workdir>/<recipe>-s<seed>, so the script can be stopped and
+re-run: finished runs are reused (give each teacher its own --workdir).
+
+Runs from several teachers share one results file: each run records its teacher (`fine-tuned`, or
+`born-again` for a teacher built with teacher.born_again), and a recipe is summarised per teacher. The
+baselines that never see the teacher (labels-only, labels-only-2ep) pair with every teacher's runs of the
+same seed; labels-only-teacher-init pairs only with its own teacher's.
+Results: benchmarks/results/distill-v2.json (every run, per recipe, teacher and seed) and distill-v2.md (the
+runs, then mean and sample standard deviation per recipe and teacher, and the paired gain over the baseline
+of each seed).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT.parent / "shared" / "data" / "sst2"
 BASELINE = "labels-only"
 BASELINES = (BASELINE, "labels-only-teacher-init", "labels-only-2ep")
+TEACHER_FREE = (BASELINE, "labels-only-2ep")  # start from the pretrained checkpoint, trained on labels alone
 # Every recipe pins the losses and the schedule, so a change of the pipeline's defaults leaves its runs as they were.
 LABELS_ONLY = {"distill.alpha_kd": 0.0, "distill.alpha_ce": 1.0, "distill.alpha_cos": 0.0, "distill.augment.variants": 0,
                "distill.epochs": 1.0, "distill.learning_rate": 5e-5}
@@ -62,6 +70,11 @@ RECIPES: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
+def teacher_recipe(metrics: dict[str, Any]) -> str:
+    """How the teacher was made, as the results name it: the teacher stage records `born_again` when it ran."""
+    return "born-again" if metrics.get("born_again") else "fine-tuned"
+
+
 def run_recipe(name: str, seed: int, teacher: TeacherResult, workdir: Path) -> list[dict[str, Any]]:
     overrides, description = RECIPES[name]
     config = load_config(overrides={"data.dataset": str(DATA), "workdir": str(workdir / f"{name}-s{seed}"),
@@ -74,6 +87,8 @@ def run_recipe(name: str, seed: int, teacher: TeacherResult, workdir: Path) -> l
         m = result.metrics
         entries.append({
             "recipe": name,
+            "teacher": teacher_recipe(teacher.metrics),
+            "teacher_path": str(teacher.path.relative_to(ROOT) if teacher.path.is_relative_to(ROOT) else teacher.path),
             "seed": seed,
             "description": description,
             "overrides": overrides,
@@ -95,23 +110,31 @@ def run_recipe(name: str, seed: int, teacher: TeacherResult, workdir: Path) -> l
     return entries
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample standard deviation per recipe; the gain over each baseline of the same seed, paired."""
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation per recipe and teacher; the gain over each baseline of the same seed,
+    paired (a teacher-free baseline with every teacher's runs, labels-only-teacher-init with its own teacher's)."""
     def spread(values: list[float]) -> float | None:
         return round(statistics.stdev(values), 4) if len(values) > 1 else None
 
-    baselines = {name: {r["seed"]: r["sst2_dev_accuracy"] for r in runs if r["recipe"] == name} for name in BASELINES}
-    summary = {}
-    for recipe in dict.fromkeys(r["recipe"] for r in runs):
-        rows = [r for r in runs if r["recipe"] == recipe]
+    def baseline_accuracy(name: str, teacher: str) -> dict[int, float]:
+        return {r["seed"]: r["sst2_dev_accuracy"] for r in runs
+                if r["recipe"] == name and (name in TEACHER_FREE or r["teacher"] == teacher)}
+
+    summary = []
+    for recipe, teacher in dict.fromkeys((r["recipe"], r["teacher"]) for r in runs):
+        rows = [r for r in runs if r["recipe"] == recipe and r["teacher"] == teacher]
         accuracy = [r["sst2_dev_accuracy"] for r in rows]
         gain_over = {}
-        for name, by_seed in baselines.items():
+        for name in BASELINES:
+            by_seed = baseline_accuracy(name, teacher)
             gains = [r["sst2_dev_accuracy"] - by_seed[r["seed"]] for r in rows if r["seed"] in by_seed]
             if gains and recipe != name:
                 gain_over[name] = {"mean": round(statistics.mean(gains), 4), "std": spread(gains),
                                    "seeds": [r["seed"] for r in rows if r["seed"] in by_seed]}
-        summary[recipe] = {
+        summary.append({
+            "recipe": recipe,
+            "teacher": teacher,
+            "teacher_accuracy": rows[0]["teacher_accuracy"],
             "seeds": [r["seed"] for r in rows],
             "sst2_dev_accuracy_mean": round(statistics.mean(accuracy), 4),
             "sst2_dev_accuracy_std": spread(accuracy),
@@ -120,19 +143,22 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "gain_over": gain_over,
             "train_time_min_mean": round(statistics.mean(r["train_time_min"] for r in rows), 1),
             "augment_build_min_mean": round(statistics.mean(r.get("augment_build_min", 0.0) for r in rows), 1),
-        }
+        })
     return summary
 
 
 def render(report: dict[str, Any]) -> str:
-    runs, summary, teacher = report["runs"], report["summary"], report["teacher"]
+    runs, summary = report["runs"], report["summary"]
+    teachers = "; ".join(f"**{name}** {t['path']} ({t['eval_accuracy']:.4f})" for name, t in report["teachers"].items())
     lines = ["# Distillation recipes on SST-2, per seed", "",
-             f"Teacher: {teacher['path']}, SST-2 dev accuracy {teacher['eval_accuracy']:.4f} (the same teacher for "
-             "every seed). Student: 3 layers x 384 from teacher layers 0, 2, 4 (17.4M parameters).", "",
+             f"Teachers (SST-2 dev accuracy): {teachers}. Every seed of a recipe distils the same teacher. Student: "
+             "3 layers x 384 from teacher layers 0, 2, 4 (17.4M parameters). The baselines that never see a teacher "
+             "(labels-only, labels-only-2ep) are listed once, against the fine-tuned teacher, and pair with every "
+             "teacher's runs of the same seed.", "",
              "## Mean over seeds", "",
-             "| recipe | seeds | SST-2 dev acc (mean ± sd) | % of teacher | "
+             "| recipe | teacher | seeds | SST-2 dev acc (mean ± sd) | % of teacher | "
              + "".join(f"points over {name} | " for name in BASELINES) + "agrees with teacher | train time |",
-             "| --- " * (6 + len(BASELINES)) + "|"]
+             "| --- " * (7 + len(BASELINES)) + "|"]
 
     def pm(mean: float | None, sd: float | None, scale: float = 1.0, digits: int = 4, sign: str = "") -> str:
         if mean is None:
@@ -144,31 +170,35 @@ def render(report: dict[str, Any]) -> str:
         return pm(g["mean"], g["std"], 100, 2, sign="+") + (f" (seeds {', '.join(map(str, g['seeds']))})"
                                                   if g["seeds"] != s["seeds"] else "") if g else "-"
 
-    for recipe, s in summary.items():
-        lines.append(f"| {recipe} | {', '.join(map(str, s['seeds']))} | "
+    for s in summary:
+        lines.append(f"| {s['recipe']} | {s['teacher']} ({s['teacher_accuracy']:.4f}) | {', '.join(map(str, s['seeds']))} | "
                      f"{pm(s['sst2_dev_accuracy_mean'], s['sst2_dev_accuracy_std'])} | "
                      f"{100 * s['retention_mean']:.2f}% | " + "".join(f"{gain(s, name)} | " for name in BASELINES)
                      + f"{100 * s['agreement_with_teacher_mean']:.1f}% | {s['train_time_min_mean']} min"
                      + (f" + {s['augment_build_min_mean']} min labelling" if s["augment_build_min_mean"] else "") + " |")
     lines += ["", "## Every run", "",
-              "| recipe | seed | SST-2 dev acc | % of teacher | agrees with teacher | rows (train + teacher-labelled) "
-              "| steps | train time |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| recipe | teacher | seed | SST-2 dev acc | % of teacher | agrees with teacher | rows (train + "
+              "teacher-labelled) | steps | train time | host |", "| --- " * 10 + "|"]
     for r in runs:
-        lines.append(f"| {r['recipe']} | {r['seed']} | {r['sst2_dev_accuracy']:.4f} | {100 * r['retention']:.2f}% | "
-                     f"{100 * r['agreement_with_teacher']:.1f}% | {r['train_samples']:,} + {r['augmented_samples']:,} "
-                     f"| {r['steps']} | {r['train_time_min']} min"
-                     + (f" + {r['augment_build_min']} min labelling" if r.get("augment_build_min") else "") + " |")
+        lines.append(f"| {r['recipe']} | {r['teacher']} | {r['seed']} | {r['sst2_dev_accuracy']:.4f} | "
+                     f"{100 * r['retention']:.2f}% | {100 * r['agreement_with_teacher']:.1f}% | "
+                     f"{r['train_samples']:,} + {r['augmented_samples']:,} | {r['steps']} | {r['train_time_min']} min"
+                     + (f" + {r['augment_build_min']} min labelling" if r.get("augment_build_min") else "")
+                     + f" | {r['host']['cpu']} |")
     lines += ["", "## Recipes", ""]
-    for recipe in summary:
+    for recipe in dict.fromkeys(r["recipe"] for r in runs):
         description = next(r["description"] for r in runs if r["recipe"] == recipe)
         lines.append(f"- **{recipe}**: {description}.")
-    host = runs[0]["host"]
-    lines += ["", f"Host: {host['cpu']}, {host['threads']} threads, torch {host['libraries'].get('torch')}, "
-              f"transformers {host['libraries'].get('transformers')}. Command: `{report['command']}` (each run in "
-              "distill-v2.json records its own). Train time is the Trainer's loop; an augmented run also spends the "
-              "labelling (building the variants, the teacher over them) and, not counted here, a teacher pass over "
-              "the 67,349 training rows (2.4 min for augmented-3, seed 43). Standard deviations are sample (n-1) over seeds; gains are paired "
-              "by seed (mean ± sd of the per-seed differences); one SST-2 dev sentence is 0.11 points.", ""]
+    hosts = {(r["host"]["cpu"], r["host"]["threads"], r["host"]["libraries"].get("torch"),
+              r["host"]["libraries"].get("transformers")) for r in runs}
+    lines += ["", "Hosts: " + "; ".join(f"{cpu}, {threads} threads, torch {torch}, transformers {tf}"
+                                        for cpu, threads, torch, tf in sorted(hosts))
+              + ". Train times compare only between runs of one host (the table names each run's). Commands: "
+              + "; ".join(f"`{c}`" for c in report["commands"]) + " (each run in distill-v2.json records its own). "
+              "Train time is the Trainer's loop; an augmented run also spends the labelling (building the variants, "
+              "the teacher over them) and, not counted here, a teacher pass over the 67,349 training rows (2.4 min "
+              "for augmented-3, seed 43). Standard deviations are sample (n-1) over seeds; gains are paired by seed "
+              "(mean ± sd of the per-seed differences); one SST-2 dev sentence is 0.11 points.", ""]
     return "\n".join(lines)
 
 
@@ -182,22 +212,24 @@ def main() -> None:
     configure_console()
     teacher_metrics = json.loads((args.teacher / "metrics.json").read_text())
     teacher = TeacherResult(args.teacher.resolve(), teacher_metrics, cached=True)
+    command = " ".join(["benchmarks/distill_v2.py", "--recipes", *args.recipes, "--seeds", *map(str, args.seeds),
+                        "--teacher", str(args.teacher), "--workdir", str(args.workdir)])
     path = RESULTS / "distill-v2.json"
-    previous = json.loads(path.read_text())["runs"] if path.exists() else []
+    report = json.loads(path.read_text()) if path.exists() else {"teachers": {}, "commands": [], "runs": []}
+    report["teachers"][teacher_recipe(teacher_metrics)] = {"path": str(args.teacher),
+                                                           "eval_accuracy": teacher_metrics["eval_accuracy"]}
+    report["commands"] = list(dict.fromkeys([*report["commands"], command]))
     for seed in args.seeds:  # seed by seed: a stopped script leaves whole seeds behind
         for recipe in args.recipes:
             fresh = run_recipe(recipe, seed, teacher, args.workdir)
-            done = {(r["recipe"], r["seed"]) for r in fresh}
-            runs = [r for r in previous if (r["recipe"], r["seed"]) not in done] + fresh
-            runs.sort(key=lambda r: (r["recipe"] not in BASELINES, r["recipe"], r["seed"]))
-            report = {"teacher": {"path": str(args.teacher), "eval_accuracy": teacher_metrics["eval_accuracy"]},
-                      "command": "benchmarks/distill_v2.py " + " ".join(
-                          ["--recipes", *args.recipes, "--seeds", *map(str, args.seeds)]),
-                      "summary": summarize(runs), "runs": runs}
+            done = {(r["recipe"], r["teacher"], r["seed"]) for r in fresh}
+            runs = [r for r in report["runs"] if (r["recipe"], r["teacher"], r["seed"]) not in done] + fresh
+            runs.sort(key=lambda r: (r["recipe"] not in BASELINES, r["recipe"], r["teacher"] != "fine-tuned",
+                                     r["teacher"], r["seed"]))
+            report["runs"], report["summary"] = runs, summarize(runs)
             RESULTS.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(report, indent=2) + "\n")
             (RESULTS / "distill-v2.md").write_text(render(report))
-            previous = runs
     print((RESULTS / "distill-v2.md").read_text())
 
 
