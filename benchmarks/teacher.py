@@ -6,7 +6,9 @@
 Runs the teacher stage exactly as `edgedistill teacher --data DATA [--preset quick]` does (a cached
 teacher with identical inputs is reused: its metrics.json records the run that built it) and writes
 benchmarks/results/teacher-<preset>.json and .md. `--tried DIR ...` adds other trained teacher folders
-(other recipes on the same data) as comparison rows, each described by its own saved config and metrics.
+(other recipes on the same data) as comparison rows, each described by its own saved config and metrics; the
+rows already in the results file are kept (a folder given again replaces its row), so recipes tried in earlier
+sessions, whose folders are gone, stay listed.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def tried_row(folder: Path) -> dict[str, Any]:
         "folder": str(folder),
         "epochs": recipe["epochs"],
         "learning_rate": recipe["learning_rate"],
+        "batch_size": recipe["batch_size"],
         "batches_grouped_by_length": recipe.get("group_by_length", False),
+        "born_again": born_again_record(metrics),
         "sst2_dev_accuracy": round(metrics["eval_accuracy"], 4),
         "eval_history": eval_history(metrics, folder),
         "train_time_min": round(metrics["train_time_s"] / 60, 1),
@@ -60,16 +64,42 @@ def tried_row(folder: Path) -> dict[str, Any]:
     }
 
 
+def merge_tried(results: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tried rows already in ``results`` (the previous run's file), then ``rows``; a folder in both keeps
+    its new row, in its old place."""
+    previous = json.loads(results.read_text())["tried"] if results.is_file() else []
+    fresh = {r["folder"]: r for r in rows}
+    kept = [fresh.pop(r["folder"], r) for r in previous]
+    return kept + list(fresh.values())
+
+
+def born_again_record(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The born-again stage's record with the accuracy of the fine-tuned teacher it learnt from; None without it."""
+    if not metrics.get("born_again"):
+        return None
+    return {**metrics["born_again"], "fine_tuned_eval_accuracy": metrics["fine_tuned_eval_accuracy"]}
+
+
+def born_again_text(born_again: dict[str, Any] | None) -> str:
+    """The born-again stage as one table cell (the epoch history above it is the fine-tuned stage's)."""
+    if not born_again:
+        return "-"
+    return (f"born-again: {born_again['variants']} variants per sentence, {born_again['epochs']:g} epoch at "
+            f"{born_again['learning_rate']:g}, T={born_again['temperature']:g}; fine-tuned stage "
+            f"{born_again['fine_tuned_eval_accuracy']:.4f}")
+
+
 def tried_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     lines = ["Recipes tried (same data and seed; each row from the folder's own config and metrics):", "",
-             "| epochs | learning rate | batches | SST-2 dev accuracy | after each epoch | train time |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| epochs | learning rate | batches | then | SST-2 dev accuracy | after each epoch | train time |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         history = ", ".join(f"{e['eval_accuracy']:.4f}" for e in r["eval_history"]) or "-"
-        lines.append(f"| {r['epochs']:g} | {r['learning_rate']:g} | "
+        lines.append(f"| {r['epochs']:g} | {r['learning_rate']:g} | {r['batch_size']}, "
                      f"{'grouped by length' if r['batches_grouped_by_length'] else 'random'} | "
+                     f"{born_again_text(r.get('born_again'))} | "
                      f"{r['sst2_dev_accuracy']:.4f} | {history} | {r['train_time_min']} min |")
     return "\n".join(lines) + "\n\n"
 
@@ -90,6 +120,7 @@ def main() -> None:
     )
     result = run_teacher(config)
     m = result.metrics
+    stem = RESULTS / f"teacher-{args.preset}"
     record = {
         "benchmark": f"teacher-{args.preset}",
         "command": " ".join(m["command"]),
@@ -108,10 +139,9 @@ def main() -> None:
         "parameters": m["parameters"],
         "config": json.loads(json.dumps(config.teacher.model_dump())),
         "host": m["host"],
-        "tried": [tried_row(folder) for folder in args.tried],
+        "tried": merge_tried(stem.with_suffix(".json"), [tried_row(folder) for folder in args.tried]),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"teacher-{args.preset}"
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     host = m["host"]
     stem.with_suffix(".md").write_text(
