@@ -92,15 +92,17 @@ def born_again_text(born_again: dict[str, Any] | None) -> str:
 def tried_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
+    then = any(r.get("born_again") for r in rows)  # the column only when a row has a born-again stage
     lines = ["Recipes tried (same data and seed; each row from the folder's own config and metrics):", "",
-             "| epochs | learning rate | batches | then | SST-2 dev accuracy | after each epoch | train time |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| epochs | learning rate | batches | " + ("then | " if then else "")
+             + "SST-2 dev accuracy | after each epoch | train time |",
+             "| --- " * (7 if then else 6) + "|"]
     for r in rows:
         history = ", ".join(f"{e['eval_accuracy']:.4f}" for e in r["eval_history"]) or "-"
         lines.append(f"| {r['epochs']:g} | {r['learning_rate']:g} | {r['batch_size']}, "
                      f"{'grouped by length' if r['batches_grouped_by_length'] else 'random'} | "
-                     f"{born_again_text(r.get('born_again'))} | "
-                     f"{r['sst2_dev_accuracy']:.4f} | {history} | {r['train_time_min']} min |")
+                     + (f"{born_again_text(r.get('born_again'))} | " if then else "")
+                     + f"{r['sst2_dev_accuracy']:.4f} | {history} | {r['train_time_min']} min |")
     return "\n".join(lines) + "\n\n"
 
 
