@@ -64,6 +64,10 @@ RECIPES: dict[str, tuple[dict[str, Any], str]] = {
     "augmented-3": ({**DISTILBERT, "distill.augment.variants": 3, "distill.alpha_cos": 0.0},
                     "kd + ce (teacher logits computed once, no teacher pass while training) + three variants per "
                     "sentence"),
+    "intermediate": ({**DISTILBERT, "distill.alpha_cos": 0.0, "distill.alpha_mse": 1.0, "distill.alpha_att": 1.0,
+                      "distill.align": "uniform"},
+                     "kd + ce + TinyBERT's intermediate-layer losses (hidden-state MSE and attention KL on the "
+                     "uniformly paired layers: student 1, 2, 3 with teacher 2, 4, 6), 1 epoch, no augmentation"),
     "tinybert": ({**DISTILBERT, "distill.augment.variants": 1, "distill.alpha_cos": 0.0, "distill.alpha_mse": 1.0,
                   "distill.alpha_att": 1.0, "distill.align": "uniform"},
                  "kd + ce + TinyBERT's hidden-state MSE and attention KL on uniformly paired layers + one variant"),
