@@ -84,11 +84,11 @@ def run_recipe(name: str, seed: int, teacher: TeacherResult, workdir: Path) -> l
     config = load_config(overrides={"data.dataset": str(DATA), "workdir": str(workdir / f"{name}-s{seed}"),
                                     "seed": seed, "teacher.model": str(teacher.path), "distill.qat.enabled": False,
                                     "distill.baseline": False, **overrides})
-    augment = Path(config.workdir) / "augment" / "metrics.json"
-    augment_min = round(json.loads(augment.read_text())["build_time_s"] / 60, 1) if augment.exists() else 0.0
     entries = []
     for result in run_distill(config, teacher=teacher):
         m = result.metrics
+        augment = Path(config.workdir) / "augment" / "metrics.json"  # written by the run above when it labels
+        augment_min = round(json.loads(augment.read_text())["build_time_s"] / 60, 1) if augment.exists() else 0.0
         entries.append({
             "recipe": name,
             "teacher": teacher_recipe(teacher.metrics),
