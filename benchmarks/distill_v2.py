@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.config import load_config
+from edgedistill.devices import device_class
 from edgedistill.distill import run_distill
 from edgedistill.logs import configure_console
 from edgedistill.teacher import TeacherResult
@@ -77,6 +78,11 @@ RECIPES: dict[str, tuple[dict[str, Any], str]] = {
 def teacher_recipe(metrics: dict[str, Any]) -> str:
     """How the teacher was made, as the results name it: the teacher stage records `born_again` when it ran."""
     return "born-again" if metrics.get("born_again") else "fine-tuned"
+
+
+def host_name(host: dict[str, Any]) -> str:
+    """A run's host as the tables name it: the CPU and its class (two EPYCs differ in ISA, and so in speed)."""
+    return f"{host['cpu']} ({device_class(host['machine'], host['isa'])})"
 
 
 def run_recipe(name: str, seed: int, teacher: TeacherResult, workdir: Path) -> list[dict[str, Any]]:
@@ -188,12 +194,12 @@ def render(report: dict[str, Any]) -> str:
                      f"{100 * r['retention']:.2f}% | {100 * r['agreement_with_teacher']:.1f}% | "
                      f"{r['train_samples']:,} + {r['augmented_samples']:,} | {r['steps']} | {r['train_time_min']} min"
                      + (f" + {r['augment_build_min']} min labelling" if r.get("augment_build_min") else "")
-                     + f" | {r['host']['cpu']} |")
+                     + f" | {host_name(r['host'])} |")
     lines += ["", "## Recipes", ""]
     for recipe in dict.fromkeys(r["recipe"] for r in runs):
         description = next(r["description"] for r in runs if r["recipe"] == recipe)
         lines.append(f"- **{recipe}**: {description}.")
-    hosts = {(r["host"]["cpu"], r["host"]["threads"], r["host"]["libraries"].get("torch"),
+    hosts = {(host_name(r["host"]), r["host"]["threads"], r["host"]["libraries"].get("torch"),
               r["host"]["libraries"].get("transformers")) for r in runs}
     lines += ["", "Hosts: " + "; ".join(f"{cpu}, {threads} threads, torch {torch}, transformers {tf}"
                                         for cpu, threads, torch, tf in sorted(hosts))

@@ -27,9 +27,14 @@ def host_device() -> str:
     """This machine's class, from its architecture and ISA flags."""
     from edgedistill.host import host_info
 
-    if platform.machine().lower() in ("arm64", "aarch64"):
+    return device_class(platform.machine(), host_info()["isa"])
+
+
+def device_class(machine: str, isa: list[str]) -> str:
+    """The class of a machine with this architecture and these ISA flags (a host record's ``machine`` and
+    ``isa``), so results recorded elsewhere name their host's class as this machine's would."""
+    if machine.lower() in ("arm64", "aarch64"):
         return "arm64"
-    isa = set(host_info()["isa"])
     if "avx512_vnni" in isa:
         return "x86-avx512-vnni"
     if "avx512f" in isa:

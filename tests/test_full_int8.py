@@ -645,5 +645,7 @@ def test_onnx_static_gives_an_outlier_input_channel_its_own_scale(tiny_student_d
 
     layers = len(split.info["structure"]["outlier_split"]["input"])
     assert len(matmuls(split)) == len(matmuls(unsplit)) + layers  # one narrow MatMul per split layer
-    if host_device() == profile.device:  # the artifact's own kernels; an AVX2 host's u8s8 ones saturate
+    # Only on the artifact's own device class: on an AVX2 host the split measured worse (0.877 vs 0.868), where
+    # ONNX Runtime runs u8s8 MatMuls with VPMADDUBSW, whose int16 sums can saturate (its documented caveat).
+    if host_device() == profile.device:
         assert split.info["parity"]["mean_abs"] < unsplit.info["parity"]["mean_abs"]
