@@ -69,6 +69,10 @@ RECIPES: dict[str, tuple[dict[str, Any], str]] = {
                       "distill.align": "uniform"},
                      "kd + ce + TinyBERT's intermediate-layer losses (hidden-state MSE and attention KL on the "
                      "uniformly paired layers: student 1, 2, 3 with teacher 2, 4, 6), 1 epoch, no augmentation"),
+    "two-phase": ({**DISTILBERT, "distill.alpha_cos": 0.0, "distill.alpha_mse": 1.0, "distill.alpha_att": 1.0,
+                   "distill.align": "uniform", "distill.intermediate_epochs": 1.0},
+                  "TinyBERT's two-phase task distillation: 1 epoch on the intermediate-layer losses alone (hidden-"
+                  "state MSE and attention KL, student 1, 2, 3 with teacher 2, 4, 6), then 1 epoch of kd + ce"),
     "tinybert": ({**DISTILBERT, "distill.augment.variants": 1, "distill.alpha_cos": 0.0, "distill.alpha_mse": 1.0,
                   "distill.alpha_att": 1.0, "distill.align": "uniform"},
                  "kd + ce + TinyBERT's hidden-state MSE and attention KL on uniformly paired layers + one variant"),

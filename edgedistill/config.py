@@ -146,6 +146,9 @@ class DistillConfig(TrainingRecipe):
     # between the teacher's and the student's attention distributions (heads averaged when counts differ).
     alpha_mse: float = Field(0.0, ge=0)
     alpha_att: float = Field(0.0, ge=0)
+    # TinyBERT's two-phase schedule: this many epochs on the intermediate-layer losses alone (alpha_mse,
+    # alpha_att), then `epochs` on the prediction losses (alpha_kd, alpha_ce, alpha_cos); 0 trains all together.
+    intermediate_epochs: float = Field(0.0, ge=0)
     cache_teacher_logits: bool = False
     baseline: bool = True
     augment: AugmentConfig = AugmentConfig()
@@ -162,6 +165,13 @@ class DistillConfig(TrainingRecipe):
         if self.augment.enabled and not self.alpha_kd:
             raise ValueError("augmented rows have no labels: they teach through the teacher's soft targets, so "
                              "distill.augment needs alpha_kd > 0")
+        if self.intermediate_epochs and not (self.alpha_mse or self.alpha_att):
+            raise ValueError(f"intermediate_epochs = {self.intermediate_epochs} trains on the intermediate-layer "
+                             "losses alone first, and alpha_mse and alpha_att are both 0: set one of them, or "
+                             "intermediate_epochs to 0")
+        if self.intermediate_epochs and not (self.alpha_kd or self.alpha_ce or self.alpha_cos):
+            raise ValueError(f"intermediate_epochs = {self.intermediate_epochs} is followed by `epochs` on the "
+                             "prediction losses, and alpha_kd, alpha_ce and alpha_cos are all 0: set one of them")
         layer_terms = [k for k in ("alpha_cos", "alpha_mse", "alpha_att") if getattr(self, k)]
         if self.cache_teacher_logits and layer_terms:
             raise ValueError(f"cache_teacher_logits saves the teacher's passes only without the layer losses; set "

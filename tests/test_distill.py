@@ -292,6 +292,38 @@ def test_intermediate_layer_losses_train_on_hidden_states_and_attentions(tmp_pat
     assert result.metrics["eval_accuracy"] >= 0.7
 
 
+def test_two_phase_schedule_trains_the_layers_first_then_the_prediction(tmp_path, distilled, toy_data_dir):
+    """TinyBERT's schedule: the intermediate-layer losses alone, then kd + ce on the same student."""
+    from edgedistill.distill import run_distill
+
+    config, _ = distilled
+    two_phase = distill_config(tmp_path / "phases", Path(config.workdir) / "teacher", toy_data_dir, **{
+        "distill.alpha_cos": 0, "distill.alpha_mse": 1.0, "distill.alpha_att": 1.0, "distill.align": "uniform",
+        "distill.intermediate_epochs": 4.0, "distill.baseline": False, "distill.qat.enabled": False})
+    (result,) = run_distill(two_phase)
+    first, second = result.metrics["phases"]
+    assert (first["phase"], second["phase"]) == ("intermediate", "prediction")
+    assert first["loss_weights"]["alpha_kd"] == first["loss_weights"]["alpha_ce"] == 0.0
+    assert second["loss_weights"]["alpha_mse"] == second["loss_weights"]["alpha_att"] == 0.0
+    assert result.metrics["steps"] == first["steps"] + second["steps"]
+    log = (result.path / "student.log").read_text()
+    logged = [json.loads(line.split(": ", 2)[2].replace("'", '"')) for line in log.splitlines() if "'loss':" in line]
+    layers = [row for row in logged if "loss_att" in row]
+    prediction = [row for row in logged if "loss_kd" in row]
+    assert layers and prediction and logged.index(layers[-1]) < logged.index(prediction[0])
+    assert not any("loss_kd" in row or "loss_ce" in row for row in layers)
+    assert not any("loss_att" in row or "loss_mse" in row for row in prediction)
+    assert result.metrics["eval_accuracy"] >= 0.7
+
+
+def test_two_phase_schedule_needs_both_kinds_of_loss():
+    with pytest.raises(ConfigError, match="intermediate_epochs = 1.0 .* alpha_mse and alpha_att are both 0"):
+        load_config(overrides={"distill.intermediate_epochs": 1.0})
+    with pytest.raises(ConfigError, match="alpha_kd, alpha_ce and alpha_cos are all 0"):
+        load_config(overrides={"distill.intermediate_epochs": 1.0, "distill.alpha_att": 1.0, "distill.alpha_kd": 0,
+                               "distill.alpha_ce": 0, "distill.alpha_cos": 0})
+
+
 LAUNCHERS = {
     "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"],
     "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
@@ -348,3 +380,35 @@ def test_killed_distillation_resumes_from_its_checkpoint(tmp_path, distilled, to
     assert "resuming from" in caplog.text and result.metrics["resumed_from"].endswith("checkpoint-4")
     assert result.metrics["steps"] == 16  # 64 rows / batch 8 * 2 epochs: the count continued from 4
     assert not list((tmp_path / ".checkpoints").glob("student-*"))
+
+
+def test_killed_two_phase_distillation_resumes_in_its_second_phase(tmp_path, distilled, toy_data_dir, monkeypatch):
+    """The finished first phase is loaded from its last checkpoint (nothing retrains), the second continues."""
+    from transformers import TrainerCallback
+
+    from edgedistill import training
+    from edgedistill.distill import run_distill
+
+    config, _ = distilled
+    resumable = distill_config(tmp_path, Path(config.workdir) / "teacher", toy_data_dir, **{
+        "distill.baseline": False, "distill.qat.enabled": False, "distill.save_steps": 4, "distill.epochs": 2,
+        "distill.alpha_cos": 0, "distill.alpha_att": 1.0, "distill.align": "uniform",
+        "distill.intermediate_epochs": 1})
+
+    class KillInPrediction(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.max_steps == 16 and state.global_step == 6:  # the prediction phase: 64 rows / 8 * 2 epochs
+                raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(training, "LogToFileCallback", KillInPrediction)
+    with pytest.raises(KeyboardInterrupt):
+        run_distill(resumable)
+    (checkpoints,) = (tmp_path / ".checkpoints").glob("student-*")
+    assert (checkpoints / "intermediate" / "checkpoint-8").is_dir()  # the first phase's end
+    assert (checkpoints / "prediction" / "checkpoint-4").is_dir()
+    monkeypatch.undo()
+    (result,) = run_distill(resumable)
+    first, second = result.metrics["phases"]
+    assert first["resumed_from"].endswith("intermediate/checkpoint-8") and first["steps"] == 8
+    assert second["resumed_from"].endswith("prediction/checkpoint-4") and second["steps"] == 16
+    assert not checkpoints.exists()

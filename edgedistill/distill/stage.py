@@ -14,7 +14,9 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +109,8 @@ def _recipe_inputs(config: Config) -> dict[str, Any]:
     """The distill settings a trained student depends on (its cache key)."""
     recipe = config.distill.model_dump(exclude={"baseline", "qat", "augment", "init", "baseline_init",
                                                 "eval_batch_size", "logging_steps", "save_steps"})
-    for key in ("alpha_mse", "alpha_att"):  # added later: at 0 they leave earlier students' keys as they were
-        if not recipe[key]:
+    for key in ("alpha_mse", "alpha_att", "intermediate_epochs"):  # added later: at 0 they leave the keys
+        if not recipe[key]:  # of earlier students as they were
             del recipe[key]
     return recipe
 
@@ -210,9 +212,14 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
     torch.set_num_threads(config.threads)
     set_seed(config.seed)
     run = _prepare(config, role, teacher_dir, data, init_dir, augment)
-    started = time.perf_counter()
-    result, resume = _fit(config, run, checkpoints)
-    train_time = time.perf_counter() - started
+    phases = _phases(run)
+    fits = []
+    for name, phase in phases:  # one phase, or TinyBERT's two, each with its own checkpoints and schedule
+        started = time.perf_counter()
+        result, resume = _fit(config, phase, checkpoints if len(phases) == 1 else checkpoints / name)
+        fits.append({"phase": name, "epochs": phase.recipe.epochs, "loss_weights": asdict(phase.weights),
+                     "steps": result.global_step, "train_loss": result.training_loss,
+                     "train_time_s": round(time.perf_counter() - started, 2), "resumed_from": resume})
     # The Trainer's last lines still list the checkpoint folder on every process (Path.glob between its
     # is_dir check and scandir): deleting it while another rank lags raises FileNotFoundError there.
     synchronize_processes()
@@ -220,8 +227,11 @@ def _train(config: Config, role: str, teacher_dir: Path, data: TaskData, out: Pa
         return {}
     shutil.rmtree(checkpoints, ignore_errors=True)
     extra = _save(run, teacher_dir, out)
-    return {**_evaluate(config, run, out), "train_loss": result.training_loss, "steps": result.global_step,
-            "epochs": run.recipe.epochs, "train_time_s": round(train_time, 2), "resumed_from": resume,
+    return {**_evaluate(config, run, out), "train_loss": fits[-1]["train_loss"],
+            "steps": sum(f["steps"] for f in fits), "epochs": run.recipe.epochs,
+            "train_time_s": round(sum(f["train_time_s"] for f in fits), 2),
+            "resumed_from": next((f["resumed_from"] for f in fits if f["resumed_from"]), None),
+            **({"phases": fits} if len(fits) > 1 else {}),
             "train_samples": len(data.train), "augmented_samples": len(run.train_set) - len(data.train),
             "eval_samples": len(data.eval),
             "world_size": int(os.environ.get("WORLD_SIZE", "1")), "command": sys.argv,
@@ -251,9 +261,6 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
     weights = LossWeights(**_weights(config, role))
     s_layers, t_layers = num_layers_of(student), teacher.config.num_hidden_layers
     pairs = _layer_pairs(config, s_layers, t_layers) if weights.uses_layers else []
-    if weights.alpha_att:  # the fused attention kernels return no attention probabilities
-        for model in (teacher, student):
-            model.set_attn_implementation("eager")
     projections = None
     if pairs and weights.uses_hidden_states and hidden_size_of(student) != teacher.config.hidden_size:
         projections = nn.ModuleList(nn.Linear(hidden_size_of(student), teacher.config.hidden_size) for _ in pairs)
@@ -278,8 +285,41 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
                 pairs, tokenizer, collator, train_set, eval_set, cached_logits)
 
 
+def _phases(run: _Run) -> list[tuple[str, _Run]]:
+    """What the student trains on, in order: everything at once, or with ``distill.intermediate_epochs``
+    TinyBERT's two phases: the intermediate-layer losses alone (the layers learn the teacher's hidden states
+    and attentions before the head pulls on them), then the prediction losses on the same student for
+    ``distill.epochs``, each phase with its own learning-rate schedule. The baseline and QAT roles train once."""
+    d, weights = run.recipe, run.weights
+    if run.role != "student" or not d.intermediate_epochs:
+        return [("train", run)]
+    layers_only = replace(weights, alpha_kd=0.0, alpha_ce=0.0, alpha_cos=0.0)
+    prediction = replace(weights, alpha_mse=0.0, alpha_att=0.0)
+    return [("intermediate", replace(run, recipe=d.model_copy(update={"epochs": d.intermediate_epochs}),
+                                     weights=layers_only)),
+            ("prediction", replace(run, weights=prediction, layer_pairs=run.layer_pairs if prediction.alpha_cos
+                                   else []))]
+
+
+@contextmanager
+def _attention_probabilities(models: tuple[Any, ...], needed: bool) -> Iterator[None]:
+    """Eager attention while ``needed`` (the fused kernels return no attention probabilities), then the
+    implementation each model had: the later phases and the evaluation run the fast kernels again."""
+    previous = [model.config._attn_implementation for model in models]
+    if needed:
+        for model in models:
+            model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if needed:
+            for model, implementation in zip(models, previous):
+                model.set_attn_implementation(implementation)
+
+
 def _fit(config: Config, run: _Run, checkpoints: Path) -> tuple[Any, str | None]:
-    """Train with the distillation Trainer, resuming from the last checkpoint in ``checkpoints`` if any."""
+    """Train with the distillation Trainer, resuming from the last checkpoint in ``checkpoints`` if any
+    (a phase that had finished resumes at its end: its weights are loaded and nothing trains)."""
     import torch
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -301,7 +341,8 @@ def _fit(config: Config, run: _Run, checkpoints: Path) -> tuple[Any, str | None]
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume:
         log.info("%s: resuming from %s", run.role, resume)
-    return trainer.train(resume_from_checkpoint=resume), resume
+    with _attention_probabilities((run.teacher, run.student), needed=bool(weights.alpha_att and run.layer_pairs)):
+        return trainer.train(resume_from_checkpoint=resume), resume
 
 
 def _save(run: _Run, teacher_dir: Path, out: Path) -> dict[str, Any]:
