@@ -69,6 +69,14 @@ RECIPES: dict[str, tuple[dict[str, Any], str]] = {
                       "distill.align": "uniform"},
                      "kd + ce + TinyBERT's intermediate-layer losses (hidden-state MSE and attention KL on the "
                      "uniformly paired layers: student 1, 2, 3 with teacher 2, 4, 6), 1 epoch, no augmentation"),
+    "distilbert-odd-layers": ({**DISTILBERT, "distill.layer_map": [1, 3, 5]},
+                              "the DistilBERT recipe (1 epoch) on a student copied from teacher layers 2, 4, 6 "
+                              "counted from 1 (layer_map [1, 3, 5]): the last layer, the one the head reads, kept"),
+    "intermediate-init-pairs": ({**DISTILBERT, "distill.alpha_cos": 0.0, "distill.alpha_mse": 1.0,
+                                 "distill.alpha_att": 1.0, "distill.align": "uniform", "distill.layer_map": [1, 3, 5]},
+                                "intermediate with the student copied from the teacher layers it is paired with "
+                                "(layer_map [1, 3, 5]: teacher layers 2, 4, 6 counted from 1 into student 1, 2, 3), "
+                                "so each pair starts from the same weights"),
     "two-phase": ({**DISTILBERT, "distill.alpha_cos": 0.0, "distill.alpha_mse": 1.0, "distill.alpha_att": 1.0,
                    "distill.align": "uniform", "distill.intermediate_epochs": 1.0},
                   "TinyBERT's two-phase task distillation: 1 epoch on the intermediate-layer losses alone (hidden-"
@@ -166,7 +174,7 @@ def render(report: dict[str, Any]) -> str:
     teachers = "; ".join(f"**{name}** {t['path']} ({t['eval_accuracy']:.4f})" for name, t in report["teachers"].items())
     lines = ["# Distillation recipes on SST-2, per seed", "",
              f"Teachers (SST-2 dev accuracy): {teachers}. Every seed of a recipe distils the same teacher. Student: "
-             "3 layers x 384 from teacher layers 0, 2, 4 (17.4M parameters). The baselines that never see a teacher "
+             "3 layers x 384 from teacher layers 0, 2, 4 unless its recipe says otherwise (17.4M parameters). The baselines that never see a teacher "
              "(labels-only, labels-only-2ep) are listed once, against the fine-tuned teacher, and pair with every "
              "teacher's runs of the same seed.", "",
              "## Mean over seeds", "",

@@ -63,7 +63,8 @@ def run_cached_stage(stage: str, out: Path, inputs: dict[str, Any], outputs: tup
     record = read_stage(out) or {}
     if reuse(stage, key, record.get("key"), all((Path(out) / name).exists() for name in outputs), force=force):
         metrics = json.loads((Path(out) / "metrics.json").read_text(encoding="utf-8"))
-        log.info("%s: reusing %s (eval accuracy %.4f)", stage, out, metrics.get("eval_accuracy", float("nan")))
+        accuracy = metrics.get("eval_accuracy")  # the augment stage trains nothing: it has none
+        log.info("%s: reusing %s%s", stage, out, "" if accuracy is None else f" (eval accuracy {accuracy:.4f})")
         return metrics, True
     with stage_directory(Path(out)) as tmp, log_to_file(tmp / f"{stage}.log"):
         metrics = build(tmp)

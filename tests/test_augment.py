@@ -128,6 +128,7 @@ def test_augmented_student_trains_on_teacher_labelled_rows(tmp_path, distilled, 
     with caplog.at_level("INFO", logger="edgedistill"):
         (again,) = run_distill(augmented)
     assert again.cached and "augment: cache hit" in caplog.text
+    assert "augment: reusing" in caplog.text and "nan" not in caplog.text  # it has no accuracy to report
     capped = augmented.model_copy(deep=True)
     capped.distill.augment.max_samples = 4
     capped.workdir = str(tmp_path / "capped")
