@@ -316,6 +316,28 @@ def test_two_phase_schedule_trains_the_layers_first_then_the_prediction(tmp_path
     assert result.metrics["eval_accuracy"] >= 0.7
 
 
+def test_attention_loss_reads_the_training_students_probabilities_before_dropout():
+    """The eager kernels return attention probabilities after dropout: a training student's rows would hold
+    zeros (a KL of ~28 nats each) and not sum to 1. While the attention loss is on they must be whole."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from edgedistill.distill.stage import _attention_probabilities
+
+    torch.manual_seed(0)
+    teacher = BertForSequenceClassification(BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        attention_probs_dropout_prob=0.5)).eval()
+    student, _ = build_student(teacher, 1)
+    student.train()
+    inputs = {"input_ids": torch.randint(5, 50, (4, 12)), "attention_mask": torch.ones(4, 12, dtype=torch.long)}
+    with _attention_probabilities((teacher, student), needed=True):
+        (inside,) = student(**inputs, output_attentions=True).attentions
+    (outside,) = student(**inputs, output_attentions=True).attentions
+    assert torch.allclose(inside.sum(-1), torch.ones(4, 4, 12), atol=1e-5) and (inside > 0).all()
+    assert (outside == 0).any()  # the student's own dropout is back for everything else
+    assert student.distilbert.transformer.layer[0].attention.dropout.p == 0.5
+
+
 def test_two_phase_schedule_needs_both_kinds_of_loss():
     with pytest.raises(ConfigError, match="intermediate_epochs = 1.0 .* alpha_mse and alpha_att are both 0"):
         load_config(overrides={"distill.intermediate_epochs": 1.0})

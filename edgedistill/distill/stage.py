@@ -112,6 +112,8 @@ def _recipe_inputs(config: Config) -> dict[str, Any]:
     for key in ("alpha_mse", "alpha_att", "intermediate_epochs"):  # added later: at 0 they leave the keys
         if not recipe[key]:  # of earlier students as they were
             del recipe[key]
+    if recipe.get("alpha_att"):  # earlier students' attention loss read the probabilities after dropout
+        recipe["attention_loss_on"] = "probabilities before dropout"
     return recipe
 
 
@@ -301,17 +303,33 @@ def _phases(run: _Run) -> list[tuple[str, _Run]]:
                                    else []))]
 
 
+def _attention_dropouts(model: Any) -> list[Any]:
+    """The dropout each attention module applies to its probabilities (BERT's ``BertSelfAttention.dropout``,
+    DistilBERT's ``MultiHeadSelfAttention.dropout``): the eager kernels return the probabilities after it."""
+    from torch import nn
+
+    return [module.dropout for module in model.modules()
+            if type(module).__name__.endswith("Attention") and isinstance(getattr(module, "dropout", None), nn.Dropout)]
+
+
 @contextmanager
 def _attention_probabilities(models: tuple[Any, ...], needed: bool) -> Iterator[None]:
-    """Eager attention while ``needed`` (the fused kernels return no attention probabilities), then the
-    implementation each model had: the later phases and the evaluation run the fast kernels again."""
+    """While ``needed``: eager attention (the fused kernels return no attention probabilities) and no dropout
+    on the probabilities, since the eager kernels return them after it: a training student's would be a
+    dropped-out sample, 10% of them zero, and the KL against a zero is 28 nats, which put a floor of about
+    2.8 nats under the attention loss. Afterwards each model's own implementation and dropout again."""
     previous = [model.config._attn_implementation for model in models]
+    dropouts = [(dropout, dropout.p) for model in models for dropout in _attention_dropouts(model)] if needed else []
     if needed:
         for model in models:
             model.set_attn_implementation("eager")
+        for dropout, _ in dropouts:
+            dropout.p = 0.0
     try:
         yield
     finally:
+        for dropout, p in dropouts:
+            dropout.p = p
         if needed:
             for model, implementation in zip(models, previous):
                 model.set_attn_implementation(implementation)
