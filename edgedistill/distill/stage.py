@@ -318,21 +318,22 @@ def _attention_probabilities(models: tuple[Any, ...], needed: bool) -> Iterator[
     on the probabilities, since the eager kernels return them after it: a training student's would be a
     dropped-out sample, 10% of them zero, and the KL against a zero is 28 nats, which put a floor of about
     2.8 nats under the attention loss. Afterwards each model's own implementation and dropout again."""
+    if not needed:
+        yield
+        return
     previous = [model.config._attn_implementation for model in models]
-    dropouts = [(dropout, dropout.p) for model in models for dropout in _attention_dropouts(model)] if needed else []
-    if needed:
-        for model in models:
-            model.set_attn_implementation("eager")
-        for dropout, _ in dropouts:
-            dropout.p = 0.0
+    dropouts = [(dropout, dropout.p) for model in models for dropout in _attention_dropouts(model)]
+    for model in models:
+        model.set_attn_implementation("eager")
+    for dropout, _ in dropouts:
+        dropout.p = 0.0
     try:
         yield
     finally:
         for dropout, p in dropouts:
             dropout.p = p
-        if needed:
-            for model, implementation in zip(models, previous):
-                model.set_attn_implementation(implementation)
+        for model, implementation in zip(models, previous):
+            model.set_attn_implementation(implementation)
 
 
 def _fit(config: Config, run: _Run, checkpoints: Path) -> tuple[Any, str | None]:
