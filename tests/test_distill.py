@@ -338,6 +338,35 @@ def test_attention_loss_reads_the_training_students_probabilities_before_dropout
     assert student.distilbert.transformer.layer[0].attention.dropout.p == 0.5
 
 
+def test_switching_to_eager_attention_logs_nothing():
+    """BERT and DistilBERT cannot switch their attention class at run time (they fall back to eager by themselves
+    when asked for attentions): transformers' warnings about it are noise inside the switch, visible outside it."""
+    import logging
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from edgedistill.distill.stage import _attention_probabilities
+
+    teacher = BertForSequenceClassification(BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)).eval()
+    student, _ = build_student(teacher, 1)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        with _attention_probabilities((teacher, student), needed=True):
+            inputs = torch.randint(5, 50, (2, 6))
+            teacher(input_ids=inputs, output_attentions=True)
+            student(input_ids=inputs, output_attentions=True)
+        inside = [record.getMessage() for record in records]
+        student.set_attn_implementation("eager")
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert inside == []
+    assert any("attention implementation dynamically" in record.getMessage() for record in records)
+
+
 def test_two_phase_schedule_needs_both_kinds_of_loss():
     with pytest.raises(ConfigError, match="intermediate_epochs = 1.0 .* alpha_mse and alpha_att are both 0"):
         load_config(overrides={"distill.intermediate_epochs": 1.0})

@@ -312,6 +312,21 @@ def _attention_dropouts(model: Any) -> list[Any]:
             if type(module).__name__.endswith("Attention") and isinstance(getattr(module, "dropout", None), nn.Dropout)]
 
 
+class _SwitchWarnings(logging.Filter):
+    """Drops the two warnings transformers (4.57) logs when BERT or DistilBERT is asked for eager attention at run
+    time. Their per-class attention cannot be switched after loading, but their SDPA classes fall back to the
+    eager kernel by themselves whenever attentions are requested, so the probabilities the loss reads are the
+    same either way; the switch is still asked for, for the models whose attention can be switched."""
+
+    MESSAGES = ("does not support setting its attention implementation dynamically",
+                "Falling back to the manual attention implementation")
+    LOGGERS = ("transformers.modeling_utils", "transformers.models.bert.modeling_bert",
+               "transformers.models.distilbert.modeling_distilbert")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(message in record.getMessage() for message in self.MESSAGES)
+
+
 @contextmanager
 def _attention_probabilities(models: tuple[Any, ...], needed: bool) -> Iterator[None]:
     """While ``needed``: eager attention (the fused kernels return no attention probabilities) and no dropout
@@ -323,6 +338,10 @@ def _attention_probabilities(models: tuple[Any, ...], needed: bool) -> Iterator[
         return
     previous = [model.config._attn_implementation for model in models]
     dropouts = [(dropout, dropout.p) for model in models for dropout in _attention_dropouts(model)]
+    quiet = _SwitchWarnings()
+    loggers = [logging.getLogger(name) for name in _SwitchWarnings.LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
     for model in models:
         model.set_attn_implementation("eager")
     for dropout, _ in dropouts:
@@ -334,6 +353,8 @@ def _attention_probabilities(models: tuple[Any, ...], needed: bool) -> Iterator[
             dropout.p = p
         for model, implementation in zip(models, previous):
             model.set_attn_implementation(implementation)
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def _fit(config: Config, run: _Run, checkpoints: Path) -> tuple[Any, str | None]:
