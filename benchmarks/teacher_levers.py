@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgedistill.devices import device_class
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -165,11 +167,11 @@ def render(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> str:
         lines.append(f"| {row['lever']} | {', '.join(map(str, row['seeds']))} | "
                      f"{', '.join(f'{a:.4f}' for a in row['accuracies'])} | {row['mean']:.4f}{sd} | {gains} | {gain} | "
                      f"{row['train_min_mean']} min |")
-    hosts = {(r["host"]["cpu"], ", ".join(r["host"]["isa"]), r["host"].get("threads"),
-              r["host"]["libraries"].get("torch"), r["host"]["libraries"].get("transformers"))
-             for r in records}
-    lines += ["", "Hosts: " + "; ".join(f"{cpu} ({isa}), {threads} threads, torch {torch}, transformers {tf}"
-                                        for cpu, isa, threads, torch, tf in sorted(hosts, key=str)) + ".",
+    hosts = {(f"{r['host']['cpu']} ({device_class(r['host']['machine'], r['host']['isa'])})",
+              r["host"].get("threads"), r["host"]["libraries"].get("torch"),
+              r["host"]["libraries"].get("transformers")) for r in records}
+    lines += ["", "Hosts: " + "; ".join(f"{cpu}, {threads} threads, torch {torch}, transformers {tf}"
+                                        for cpu, threads, torch, tf in sorted(hosts, key=str)) + ".",
               "Commands: " + "; ".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in records)) + ".",
               "EMA rows come from the same runs as the row above them (the averaged weights evaluated after the "
               "final ones). Standard deviations are sample (n-1); one SST-2 dev sentence is 0.11 points.",

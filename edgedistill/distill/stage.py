@@ -340,13 +340,13 @@ def _attention_probabilities(models: tuple[Any, ...], needed: bool) -> Iterator[
     dropouts = [(dropout, dropout.p) for model in models for dropout in _attention_dropouts(model)]
     quiet = _SwitchWarnings()
     loggers = [logging.getLogger(name) for name in _SwitchWarnings.LOGGERS]
-    for logger in loggers:
-        logger.addFilter(quiet)
-    for model in models:
-        model.set_attn_implementation("eager")
-    for dropout, _ in dropouts:
-        dropout.p = 0.0
-    try:
+    try:  # everything undone below even when a switch fails half-way
+        for logger in loggers:
+            logger.addFilter(quiet)
+        for model in models:
+            model.set_attn_implementation("eager")
+        for dropout, _ in dropouts:
+            dropout.p = 0.0
         yield
     finally:
         for dropout, p in dropouts:
