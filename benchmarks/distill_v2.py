@@ -77,6 +77,11 @@ RECIPES: dict[str, tuple[dict[str, Any], str]] = {
                                 "intermediate with the student copied from the teacher layers it is paired with "
                                 "(layer_map [1, 3, 5]: teacher layers 2, 4, 6 counted from 1 into student 1, 2, 3), "
                                 "so each pair starts from the same weights"),
+    "intermediate-init-pairs-2ep": ({**DISTILBERT, "distill.alpha_cos": 0.0, "distill.alpha_mse": 1.0,
+                                     "distill.alpha_att": 1.0, "distill.align": "uniform",
+                                     "distill.layer_map": [1, 3, 5], "distill.epochs": 2.0},
+                                    "intermediate-init-pairs trained for 2 epochs, on distilbert-2ep's and "
+                                    "labels-only-2ep's schedule"),
     "two-phase": ({**DISTILBERT, "distill.alpha_cos": 0.0, "distill.alpha_mse": 1.0, "distill.alpha_att": 1.0,
                    "distill.align": "uniform", "distill.intermediate_epochs": 1.0},
                   "TinyBERT's two-phase task distillation: 1 epoch on the intermediate-layer losses alone (hidden-"
