@@ -1,7 +1,7 @@
 """Full-integer int8 recipes, one change at a time, on trained SST-2 students: what each change does to the logits.
 
-    .venv/bin/python benchmarks/int8_recipes.py --models runs/default/student \\
-        runs/distill-v2/distilbert-s42/student          # ~6 min per model
+    .venv/bin/python benchmarks/int8_recipes.py --models runs/default/student runs/default/baseline
+                                                        # ~5 min per model
 
 Each model is exported to every recipe below with its gate opened (every result is kept) and verified on all
 SST-2 dev sentences against its own PyTorch checkpoint. Per export: label agreement, accuracy and its drop,
@@ -35,17 +35,20 @@ DATA = ROOT.parent / "shared" / "data" / "sst2"
 RESULTS = ROOT / "benchmarks" / "results"
 
 PREVIOUS_TFLITE = {"outlier_split_sides": ["output"], "calibration": "moving-average"}
+PADDED_RANGES = {"calibration_padding": "include"}
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {  # target -> recipe -> option changes from the profile
     "tflite-int8-static": {
         "previous (output split, moving-average ranges)": PREVIOUS_TFLITE,
-        "+ minmax ranges": {"outlier_split_sides": ["output"]},
+        "+ minmax ranges": {"outlier_split_sides": ["output"], **PADDED_RANGES},
         "+ input split": {"calibration": "moving-average"},
-        "current (both sides, minmax)": {},
+        "both sides, minmax over padded rows": PADDED_RANGES,
+        "current (both sides, minmax over real tokens)": {},
         "current + float [CLS] row": {"float_cls_row": True},
     },
     "tflite-int8-static-fc-bmm": {
         "previous (output split, moving-average ranges)": PREVIOUS_TFLITE,
-        "current (both sides, minmax)": {},
+        "both sides, minmax over padded rows": PADDED_RANGES,
+        "current (both sides, minmax over real tokens)": {},
     },
     "onnx-int8-static": {
         "previous (no split)": {"outlier_split_ratio": 0},

@@ -135,7 +135,8 @@ class TFLiteOptions(_Options):
 
     STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"quantize_ops", "int16_ops", "symmetric_ops",
                                                        "float_head", "float_cls_row", "int8_embeddings",
-                                                       "outlier_split_ratio", "outlier_split_sides", "calibration"})
+                                                       "outlier_split_ratio", "outlier_split_sides", "calibration",
+                                                       "calibration_padding"})
 
     buckets: list[int] = Field(default_factory=lambda: [32, 64, 128])
     batch: int = Field(1, ge=1)
@@ -169,6 +170,10 @@ class TFLiteOptions(_Options):
     # sentence; moving-average, ai-edge-quantizer's default, an exponential moving average (0.95 per sentence)
     # of each sentence's extremes, which mostly reflects the last ~20 sentences it was fed.
     calibration: Literal["minmax", "moving-average"] = "minmax"
+    # Which rows of the padded calibration sentences a minmax range spans: exclude, the real tokens alone
+    # (padding never reaches the [CLS] row, and it widened the SST-2 student's layer-0 attention input ranges
+    # 1.5x); include, every row the signature computes.
+    calibration_padding: Literal["exclude", "include"] = "exclude"
 
     @field_validator("buckets")
     @classmethod

@@ -468,6 +468,49 @@ def test_tflite_minmax_calibration_covers_every_range_the_moving_average_saw(tin
     assert sum(minmax[k] > average[k] * 1.01 for k in average) >= len(average) // 4
 
 
+def test_tflite_ranges_over_real_tokens_are_within_the_padded_ones_and_narrower_somewhere(tiny_student_dir, data,
+                                                                                          tmp_path):
+    """Calibration sentences are padded to their bucket; with ``calibration_padding: exclude`` (the default)
+    a range spans the real tokens only, so no int8 scale is wider than with the pad rows counted, and the
+    tensors whose pad rows reach further than any real token get a finer one."""
+    ranges = {}
+    for padding in ("include", "exclude"):
+        artifact = export_target(tiny_student_dir, _tflite_static(calibration_padding=padding), data,
+                                 tmp_path / padding, SETTINGS)
+        assert artifact.info["target"]["options"]["calibration_padding"] == padding
+        ranges[padding] = _activation_ranges(artifact.path)
+    padded, real = ranges["include"], ranges["exclude"]
+    assert padded.keys() == real.keys() and len(real) >= 8
+    assert all(real[k] <= padded[k] * (1 + 1e-6) for k in real)
+    assert any(real[k] < padded[k] * 0.99 for k in real)
+
+
+def _output_scales_by_layer(path: Path, signature: str) -> dict[int, float]:
+    """The int8 output scale of each FULLY_CONNECTED of one signature, keyed by its weight buffer (shared by
+    every signature)."""
+    from edgedistill.backends.tflite_quant import FlatModel
+
+    graph = FlatModel(path / "model.tflite", signature)
+    return {int(graph.tensors[inputs[1]].buffer): float(graph.tensors[outputs[0]].quantization.scale[0])
+            for op, inputs, outputs, _ in graph.ops
+            if op == "FULLY_CONNECTED" and graph.tensors[outputs[0]].type == 9}
+
+
+def test_tflite_real_token_ranges_are_shared_by_every_bucket(tiny_student_dir, data, tmp_path):
+    """ai-edge-quantizer calibrates each bucket signature on the sentences padded to it alone (the test
+    sentences all fit 32 tokens: the 64- and 128-token buckets see 16 of them padded up); real-token ranges
+    are taken once per layer, so a layer has one int8 scale in every signature."""
+    scales = {}
+    for padding in ("include", "exclude"):
+        artifact = export_target(tiny_student_dir, _tflite_static(calibration_padding=padding), data,
+                                 tmp_path / padding, SETTINGS)
+        scales[padding] = [_output_scales_by_layer(artifact.path, f"seq_{n}") for n in (32, 64, 128)]
+    short, _, long = scales["exclude"]
+    assert len(short) >= 8 and short == long
+    short, _, long = scales["include"]
+    assert short.keys() == long.keys() and short != long
+
+
 def test_float_cls_row_keeps_the_one_row_matmuls_float_and_the_rest_int8(tiny_student_dir, data, tmp_path):
     from edgedistill.backends.tflite_quant import FlatModel
 

@@ -18,7 +18,8 @@ Precisions (``target.precision``) via ai-edge-quantizer, after an fp32 conversio
   weight-only int8 rule for ``EMBEDDING_LOOKUP`` (``int8_embeddings``); every other op stays float.
   Outlier channels get a layer and a scale of their own on the sides in ``outlier_split_sides``
   (:mod:`edgedistill.outlier_split`); activation ranges are the extremes over every calibration sentence
-  (``calibration: minmax``) or ai-edge-quantizer's moving average. A file with integer logits has them dequantized
+  (``calibration: minmax``), taken over its real tokens alone (``calibration_padding: exclude``;
+  :mod:`edgedistill.backends.tflite_calibration`), or ai-edge-quantizer's moving average. A file with integer logits has them dequantized
   with the output tensor's scale and zero point. ``artifact.json`` records the integer coverage and the
   ops XNNPACK takes.
 
@@ -328,23 +329,14 @@ class TFLiteBackend:
                 qt.add_weight_only_config(regex=".*", operation_name=TFLOperationName.EMBEDDING_LOOKUP, num_bits=8)
         result = None
         if qt.need_calibration:
-            result = _calibrate(fp32, qt, _calibration_data(model_dir, options, calibration), options.calibration)
+            from transformers import AutoTokenizer
+
+            from edgedistill.backends.tflite_calibration import calibrate, calibration_feeds
+
+            feeds = calibration_feeds(AutoTokenizer.from_pretrained(model_dir), calibration.inputs, options.buckets,
+                                      options.batch)
+            result = calibrate(fp32, qt, feeds, options.calibration, options.calibration_padding)
         qt.quantize(result, enable_progress_report=False).export_model(str(final), overwrite=True)
-
-
-def _calibrate(fp32: Path, qt: Any, data: dict[str, list[dict[str, np.ndarray]]], method: str) -> dict[str, Any]:
-    """Activation ranges of the ops ``qt``'s recipe quantizes, from ``data``: ai-edge-quantizer's own
-    calibration (moving-average), or its calibrator with the true extremes over every sentence (minmax)."""
-    if method == "moving-average":
-        return qt.calibrate(data, num_threads=1)
-    from ai_edge_quantizer import calibrator, recipe_manager
-    from ai_edge_quantizer.utils import qsv_utils
-
-    manager = recipe_manager.RecipeManager()
-    manager.load_quantization_recipe(qt.get_quantization_recipe())
-    calib = calibrator.Calibrator(str(fp32), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
-    calib.calibrate(data, manager)
-    return calib.get_model_qsvs()
 
 
 def _symmetric_int8() -> Any:
@@ -355,32 +347,6 @@ def _symmetric_int8() -> Any:
         activation_tensor_config=qtyping.TensorQuantizationConfig(num_bits=8, symmetric=True),
         weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=8, symmetric=True),
         compute_precision=qtyping.ComputePrecision.INTEGER, explicit_dequantize=False)
-
-
-def _calibration_data(model_dir: Path, options: TFLiteOptions, calibration: Calibration
-                      ) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Each calibration sentence, padded to its own bucket, fed to that bucket's signature."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    buckets, batch = options.buckets, options.batch
-    data: dict[str, list[dict[str, np.ndarray]]] = {signature_name(b): [] for b in buckets}
-    for example in calibration.inputs:
-        ids = encode_one(tokenizer, example, truncation=True, max_length=buckets[-1])["input_ids"]
-        bucket = next(b for b in buckets if b >= len(ids))
-        row_ids = np.zeros((batch, bucket), dtype=np.int32)
-        row_mask = np.zeros((batch, bucket), dtype=np.int32)
-        row_ids[:, : len(ids)] = ids
-        row_mask[:, : len(ids)] = 1
-        data[signature_name(bucket)].append({"input_ids": row_ids, "attention_mask": row_mask})
-    for bucket in buckets:  # every signature needs ranges: reuse the longest sentences, padded up
-        name = signature_name(bucket)
-        if not data[name]:
-            donor = max((s for s in data.values() if s), key=lambda s: s[0]["input_ids"].shape[1])
-            for sample in donor[:16]:
-                pad = bucket - sample["input_ids"].shape[1]
-                data[name].append({k: np.pad(v, ((0, 0), (0, max(pad, 0))))[:, :bucket] for k, v in sample.items()})
-    return data
 
 
 BACKEND = TFLiteBackend()

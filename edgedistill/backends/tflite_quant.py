@@ -36,7 +36,7 @@ def _op_types(model: Any) -> list[str]:
     return [names.get(code, str(code)) for code in codes]
 
 
-def _name(tensor: Any) -> str:
+def tensor_name(tensor: Any) -> str:
     return tensor.name.decode("utf-8") if isinstance(tensor.name, bytes) else str(tensor.name)
 
 
@@ -63,7 +63,7 @@ class FlatModel:
         return self._read(self.tensors[index], self.model.buffers)
 
     def by_name(self) -> dict[str, int]:
-        return {_name(t): i for i, t in enumerate(self.tensors)}
+        return {tensor_name(t): i for i, t in enumerate(self.tensors)}
 
 
 def head_scopes(model_path: Path) -> set[str]:
@@ -210,7 +210,7 @@ def layer_errors(quant_path: Path, float_path: Path, feeds: Iterable[dict[str, n
             watched.append(("output", -1, outputs[0], op_type))
             integer_ops[outputs[0]] = (op_type, inputs, op)
             weight = inputs[1]
-            name = _name(quant.tensors[weight])
+            name = tensor_name(quant.tensors[weight])
             data = quant.constant(weight)
             if data is not None and name in float_index and quant.tensors[weight].type in _BITS:
                 rows.append(_weight_error(quant, reference, weight, float_index[name], data, op_type))
@@ -231,7 +231,7 @@ def layer_errors(quant_path: Path, float_path: Path, feeds: Iterable[dict[str, n
         for kind, source, target, _ in watched:
             detail = q_details[target]
             value = _dequantize(q_it.get_tensor(target, quant.subgraph_index), detail)
-            name = _name(quant.tensors[source if kind == "activation" else target])
+            name = tensor_name(quant.tensors[source if kind == "activation" else target])
             if kind == "activation":
                 original = q_it.get_tensor(source, quant.subgraph_index)
                 clips[target].add(original, *_range(detail))
@@ -241,7 +241,7 @@ def layer_errors(quant_path: Path, float_path: Path, feeds: Iterable[dict[str, n
             if name in float_index:
                 accumulated[target].add(f_it.get_tensor(float_index[name], reference.subgraph_index), value)
     for kind, source, target, ops in watched:
-        name = _name(quant.tensors[source if kind == "activation" else target])
+        name = tensor_name(quant.tensors[source if kind == "activation" else target])
         rows.append(TensorError(name, kind, ops, _BITS[quant.tensors[target].type],
                                 local[target].db,
                                 accumulated[target].db if accumulated[target].signal else None,
@@ -280,4 +280,4 @@ def _weight_error(quant: FlatModel, reference: FlatModel, index: int, float_inde
                                           "quantized_dimension": q.quantizedDimension}}
     acc = SqnrAccumulator()
     acc.add(reference.constant(float_index), _dequantize(data, detail))
-    return TensorError(_name(tensor), "weight", op_type, _BITS[tensor.type], acc.db, acc.db)
+    return TensorError(tensor_name(tensor), "weight", op_type, _BITS[tensor.type], acc.db, acc.db)
