@@ -51,8 +51,9 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {  # target -> recipe -> option 
         "current (both sides, minmax over real tokens)": {},
     },
     "onnx-int8-static": {
-        "previous (no split)": {"outlier_split_ratio": 0},
-        "current (input split)": {},
+        "previous (no split)": {"outlier_split_ratio": 0, **PADDED_RANGES},
+        "input split, minmax over padded rows": PADDED_RANGES,
+        "current (input split, minmax over real tokens)": {},
     },
 }
 

@@ -79,7 +79,8 @@ class OnnxOptions(_Options):
     STATIC_ONLY: ClassVar[frozenset[str]] = frozenset({"calibration", "percentile", "quantize_ops", "int16_ops",
                                                        "activations", "symmetric_activations", "quantize_outputs",
                                                        "float_head", "calibration_samples_per_batch",
-                                                       "outlier_split_ratio", "outlier_split_sides"})
+                                                       "calibration_padding", "outlier_split_ratio",
+                                                       "outlier_split_sides"})
 
     fused: bool = False
     # Per-channel weight scales; unset: per-tensor for int8-dynamic (optimum's default), per-channel for
@@ -104,6 +105,10 @@ class OnnxOptions(_Options):
     # 0.03% of the work) in float, as quantizers conventionally keep a network's last layer.
     float_head: bool = False
     calibration_samples_per_batch: int = Field(16, ge=1)
+    # MinMax only: exclude runs each calibration sentence alone at its own length, so no pad row reaches a
+    # range; include pads every batch to max_length, as the histogram calibrators (percentile, entropy)
+    # always do (they stack each tensor's batches, which needs one shape).
+    calibration_padding: Literal["exclude", "include"] = "exclude"
     # Input channels of a matrix multiply peaking above this many times its median channel's peak on the
     # calibration text get a narrow MatMul (and an activation scale) of their own (edgedistill.outlier_split);
     # 0: off. ``outlier_split_sides: [input, output]`` adds the output side, for quantize_outputs.

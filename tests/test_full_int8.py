@@ -100,6 +100,19 @@ def _activation_scales(path: Path) -> dict[str, float]:
             if n.op_type == "QuantizeLinear"}
 
 
+def test_onnx_minmax_ranges_leave_the_pad_rows_out(artifacts, tiny_student_dir, data, tmp_path):
+    """By default MinMax runs each calibration sentence alone at its own length; ``calibration_padding:
+    include`` pads every batch to max_length, and the pad rows can only widen a range."""
+    target = load_target("onnx-int8-static")
+    padded = target.model_copy(update={"options": {**target.options, "calibration_padding": "include"}})
+    artifact = export_target(tiny_student_dir, padded, data, tmp_path / "a", SETTINGS)
+    real = _activation_scales(artifacts["onnx-int8-static"].path / "model.onnx")
+    with_pads = _activation_scales(artifact.path / "model.onnx")
+    assert real.keys() == with_pads.keys() and len(real) >= 8
+    assert all(real[k] <= with_pads[k] * (1 + 1e-6) for k in real)
+    assert any(real[k] < with_pads[k] * 0.99 for k in real)
+
+
 @pytest.mark.parametrize("calibration", ["percentile", "entropy"])
 def test_histogram_calibrators_run_to_completion_with_their_own_ranges(artifacts, tiny_student_dir, data, tmp_path,
                                                                        calibration):

@@ -9,7 +9,8 @@ Precisions and options (``target.options``, typed in :mod:`edgedistill.target_op
   (``device``: arm64, x86-avx2, x86-avx512, x86-avx512-vnni; never the export host's unless ``host``),
   ``per_channel`` option (default false).
 * ``int8-static`` — full integer, the format accelerators run: onnxruntime's ``quantize_static`` in QDQ
-  format, calibrated on real task text (``calibration``: minmax, percentile or entropy), per-channel int8
+  format, calibrated on real task text (``calibration``: minmax, percentile or entropy; minmax on each
+  sentence at its own length, no pad rows, unless ``calibration_padding: include``), per-channel int8
   weights and 8-bit activations (``activations``: uint8 by default, ``symmetric_activations``) on the op
   types in ``quantize_ops`` (default MatMul and Gemm: every matrix multiply), their outputs float unless
   ``quantize_outputs``; every other op stays float, ``int16_ops`` gives chosen op types 16-bit
@@ -265,12 +266,19 @@ class OnnxBackend:
                               "(data.calibration_samples, and a non-empty train split)")
         graph = onnx.load(str(model), load_external_data=False).graph
         graph_inputs = {i.name for i in graph.input}
-        # Every batch padded to max_length: the histogram calibrators stack each tensor's batches, so all
-        # batches need one shape (batches padded to their own longest row made them abort).
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if options.calibration == "minmax" and options.calibration_padding == "exclude":
+            # MinMax reduces each batch to its extremes, so batches may differ in length: one sentence a
+            # batch at its own length, and no pad row (hidden from every real token by the attention mask)
+            # widens a range.
+            encoded = padded_batches(calibration.inputs, tokenizer, calibration.max_length, 1, padding=False)
+        else:
+            # Every batch padded to max_length: the histogram calibrators stack each tensor's batches, so all
+            # batches need one shape (batches padded to their own longest row made them abort).
+            encoded = padded_batches(calibration.inputs, tokenizer, calibration.max_length,
+                                     options.calibration_samples_per_batch, padding="max_length")
         batches = [{k: v for k, v in (("input_ids", ids), ("attention_mask", mask)) if k in graph_inputs}
-                   for ids, mask in padded_batches(calibration.inputs, tokenizer, calibration.max_length,
-                                                   options.calibration_samples_per_batch, padding="max_length")]
+                   for ids, mask in encoded]
         if "token_type_ids" in graph_inputs:  # a BERT-type graph: the pairs' segments, as the runner derives them
             for feed in batches:
                 feed["token_type_ids"] = segment_ids(feed["input_ids"], tokenizer.sep_token_id)
