@@ -29,6 +29,7 @@ from edgedistill.backends.tflite_quant import FlatModel, tensor_name
 from edgedistill.data import encode_one
 
 Feed = dict[str, np.ndarray]
+LayerSide = tuple[int, str]  # (weight buffer, "input" | "output"): one layer's activation, in every signature
 
 
 def calibration_feeds(tokenizer: Any, inputs: Sequence[Any], buckets: Sequence[int], batch: int
@@ -114,15 +115,13 @@ def real_token_ranges(fp32: Path, data: dict[str, list[Feed]], qsvs: dict[str, A
     return ranges
 
 
-LayerSide = tuple[int, str]  # (weight buffer, "input" | "output")
-
-
 def _fully_connected_tensors(graph: Any) -> dict[LayerSide, int]:
-    """Each FULLY_CONNECTED op's activation input and output tensor, keyed by its weight buffer and side."""
+    """Each FULLY_CONNECTED op's activation input and output tensor, keyed by its weight buffer and side (a
+    layer whose weights are not a constant has no buffer to be recognised by, and keeps its ranges)."""
     found = {}
     for op_type, inputs, outputs, _ in graph.ops:
-        if op_type == "FULLY_CONNECTED":
-            buffer = int(graph.tensors[inputs[1]].buffer)
+        buffer = int(graph.tensors[inputs[1]].buffer) if op_type == "FULLY_CONNECTED" else 0
+        if buffer:
             found[(buffer, "input")] = inputs[0]
             found[(buffer, "output")] = outputs[0]
     return found
