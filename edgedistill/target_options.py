@@ -175,9 +175,10 @@ class TFLiteOptions(_Options):
     # sentence; moving-average, ai-edge-quantizer's default, an exponential moving average (0.95 per sentence)
     # of each sentence's extremes, which mostly reflects the last ~20 sentences it was fed.
     calibration: Literal["minmax", "moving-average"] = "minmax"
-    # Which rows of the padded calibration sentences a minmax range spans: exclude, the real tokens alone
-    # (padding never reaches the [CLS] row, and it widened the SST-2 student's layer-0 attention input ranges
-    # 1.5x); include, every row the signature computes.
+    # Which rows of the padded calibration sentences a FULLY_CONNECTED minmax range spans: exclude, the real
+    # tokens alone, one range per layer shared by every bucket signature (padding never reaches the [CLS]
+    # row, and it widened the SST-2 student's layer-0 attention input ranges 1.5x); include, every row,
+    # each bucket on its own sentences. BATCH_MATMUL ranges are ai-edge-quantizer's either way.
     calibration_padding: Literal["exclude", "include"] = "exclude"
 
     @field_validator("buckets")

@@ -4,10 +4,10 @@ A TFLite signature has a fixed shape, so every calibration sentence is padded to
 rows are computed like real ones, but the attention mask hides them from every real token: nothing they
 hold reaches the [CLS] row the classifier reads, and at inference whatever the int8 scale does to them is
 as harmless. Their values are not harmless to the ranges, though: on the SST-2 student the pad rows
-widened the layer-0 attention projections' input range 1.5x and the query output's 1.7x, so the real
-tokens' int8 steps were that much coarser. ``calibration_padding: exclude`` (the default, with ``minmax``)
-takes each FULLY_CONNECTED range from the real tokens alone; ``include`` keeps what ai-edge-quantizer's
-calibrator saw (every row).
+widened the layer-0 attention projections' input range 1.5x and the query output's 1.7x
+(``benchmarks/calibration_padding.py``), so the real tokens' int8 steps were that much coarser.
+``calibration_padding: exclude`` (the default, with ``minmax``) takes each FULLY_CONNECTED range from the
+real tokens alone; ``include`` keeps what ai-edge-quantizer's calibrator saw (every row).
 
 Each signature also has tensors, and so ranges, of its own: ai-edge-quantizer calibrates a bucket only on
 the sentences padded to it (on SST-2's 256 calibration sentences: 246 in the 32-token bucket, 10 in the
@@ -88,7 +88,10 @@ def real_token_ranges(fp32: Path, data: dict[str, list[Feed]], qsvs: dict[str, A
     interpreter = Interpreter(model_path=str(fp32), experimental_preserve_all_tensors=True,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     graphs = {key: FlatModel(fp32, key) for key in data}
-    layers = {key: _fully_connected_tensors(graph) for key, graph in graphs.items()}
+    wanted = {key: {layer: (index, tensor_name(graph.tensors[index]))
+                    for layer, index in _fully_connected_tensors(graph).items()
+                    if np.size(qsvs.get(tensor_name(graph.tensors[index]), {}).get("min", [])) == 1}
+              for key, graph in graphs.items()}  # the float head's layers have no QSV: nothing to take
     low: dict[LayerSide, float] = {}
     high: dict[LayerSide, float] = {}
     for key, feeds in data.items():
@@ -97,22 +100,16 @@ def real_token_ranges(fp32: Path, data: dict[str, list[Feed]], qsvs: dict[str, A
             runner(**feed)
             batch, length = feed["attention_mask"].shape
             real = int(feed["attention_mask"].sum(axis=1).max())
-            for layer, index in layers[key].items():
+            for layer, (index, _) in wanted[key].items():
                 value = interpreter.get_tensor(index, graphs[key].subgraph_index)
                 rows = value.reshape(batch, -1, value.shape[-1])
                 if rows.shape[1] == length:  # a row per token; a [CLS]-row layer has one per sequence, real
                     rows = rows[:, :real]
                 low[layer] = min(low.get(layer, np.inf), float(rows.min()))
                 high[layer] = max(high.get(layer, -np.inf), float(rows.max()))
-    ranges = {}
-    for key, graph in graphs.items():
-        for layer, index in layers[key].items():
-            name = tensor_name(graph.tensors[index])
-            qsv = qsvs.get(name)
-            if qsv is not None and np.size(qsv["min"]) == 1 and layer in low:
-                ranges[name] = {**qsv, "min": np.full_like(qsv["min"], low[layer]),
-                                "max": np.full_like(qsv["max"], high[layer])}
-    return ranges
+    return {name: {**qsvs[name], "min": np.full_like(qsvs[name]["min"], low[layer]),
+                   "max": np.full_like(qsvs[name]["max"], high[layer])}
+            for layers in wanted.values() for layer, (_, name) in layers.items() if layer in low}
 
 
 def _fully_connected_tensors(graph: Any) -> dict[LayerSide, int]:
