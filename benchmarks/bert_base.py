@@ -81,9 +81,9 @@ def matmul_flops(name: str, seq: int, cls_only_last_layer: bool = False) -> int:
 
 def export_all(students: dict[str, Path], targets: list[Any], data: Any, workdir: Path, threads: int
                ) -> dict[str, Any]:
-    from edgedistill.config import Tolerance
-    from edgedistill.errors import EdgeDistillError
-    from edgedistill.export import ExportSettings, export_target
+    from edgedistill.core.config import Tolerance
+    from edgedistill.core.errors import EdgeDistillError
+    from edgedistill.export.stage import ExportSettings, export_target
 
     entries: dict[str, Any] = {}
     for role, model_dir in students.items():
@@ -110,7 +110,7 @@ def export_all(students: dict[str, Path], targets: list[Any], data: Any, workdir
 
 def build_peers(students: dict[str, Path], workdir: Path) -> dict[str, Path]:
     from edgedistill.bench.peers import build_onnx_peer, build_tflite_peer
-    from edgedistill.host import host_info
+    from edgedistill.core.host import host_info
 
     isa = set(host_info()["isa"])
     flag = "avx512_vnni" if "avx512_vnni" in isa else "avx512" if "avx512f" in isa else "avx2"
@@ -222,12 +222,12 @@ def main() -> None:
 
     from edgedistill.bench.harness import BenchSettings, checkpoint_item, discover, run_bench
     from edgedistill.bench.peers import peer_item
-    from edgedistill.config import DataConfig
-    from edgedistill.data import load_task_data
-    from edgedistill.host import host_info
-    from edgedistill.logs import configure_console
-    from edgedistill.models import resolve_model
-    from edgedistill.targets import list_targets
+    from edgedistill.core.config import DataConfig
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.core.host import host_info
+    from edgedistill.core.logs import configure_console
+    from edgedistill.core.models import resolve_model
+    from edgedistill.core.targets import list_targets
 
     configure_console()
     workdir, out = Path(args.workdir), Path(args.out)

@@ -30,12 +30,13 @@ def measure(model_dir: Path) -> dict[str, Any]:
     from torch import nn
     from transformers import AutoTokenizer
 
-    from edgedistill.config import load_config
-    from edgedistill.data import encode_one, load_task_data
-    from edgedistill.models import load_for_export
-    from edgedistill.outlier_split import apply_plan, find_outlier_channels
-    from edgedistill.target_options import target_options
-    from edgedistill.targets import load_target
+    from edgedistill.core.config import load_config
+    from edgedistill.data.encoding import bucket_for, pad_to, token_ids
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.quant.cls_pruning import load_for_export
+    from edgedistill.quant.outlier_split import apply_plan, find_outlier_channels
+    from edgedistill.core.target_options import target_options
+    from edgedistill.core.targets import load_target
 
     config = load_config(overrides={"data.dataset": str(DATA)})
     inputs = load_task_data(config.data, seed=config.seed).calibration_inputs(config.data.calibration_samples,
@@ -43,7 +44,7 @@ def measure(model_dir: Path) -> dict[str, Any]:
     profile = load_target("tflite-int8-static")
     options = target_options(profile)
     buckets = options.buckets
-    model = load_for_export(model_dir, profile.cls_only_last_layer).eval()
+    model = load_for_export(model_dir, profile.cls_only_last_layer)[0].eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     apply_plan(model, {side: find_outlier_channels(model, tokenizer, inputs, buckets[-1], options.outlier_split_ratio,
                                                    side=side, skip_last=2 if options.float_head else 0)
@@ -61,14 +62,13 @@ def measure(model_dir: Path) -> dict[str, Any]:
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             module.register_forward_hook(observer(name))
-    lengths = [len(encode_one(tokenizer, x, truncation=True, max_length=buckets[-1])["input_ids"]) for x in inputs]
+    encoded = [token_ids(tokenizer, x, buckets[-1]) for x in inputs]
+    lengths = [len(ids) for ids in encoded]
     with torch.no_grad():
         for mode in ("real", "padded"):
-            for example, length in zip(inputs, lengths):
-                ids = encode_one(tokenizer, example, truncation=True, max_length=buckets[-1])["input_ids"]
-                width = length if mode == "real" else next(b for b in buckets if b >= length)
-                row, mask = torch.zeros(1, width, dtype=torch.long), torch.zeros(1, width, dtype=torch.long)
-                row[0, :length], mask[0, :length] = torch.tensor(ids), 1
+            for ids in encoded:
+                width = len(ids) if mode == "real" else bucket_for(len(ids), buckets)
+                row, mask = (torch.from_numpy(a) for a in pad_to(ids, width, dtype="int64"))
                 model(input_ids=row, attention_mask=mask)
     layers = []
     for name, seen in extremes.items():
@@ -80,7 +80,7 @@ def measure(model_dir: Path) -> dict[str, Any]:
         layers.append(entry)
     return {"model": str(model_dir), "calibration_sentences": len(inputs), "buckets": buckets,
             "sentences_per_bucket": {str(b): n for b, n in
-                                     sorted(Counter(next(b for b in buckets if b >= n) for n in lengths).items())},
+                                     sorted(Counter(bucket_for(n, buckets) for n in lengths).items())},
             "layers": layers}
 
 

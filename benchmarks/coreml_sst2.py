@@ -15,10 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-from edgedistill.config import load_config
-from edgedistill.logs import configure_console
+from edgedistill.core.config import load_config
+from edgedistill.core.logs import configure_console
 from edgedistill.pipeline import run_exports
-from edgedistill.targets import list_targets
+from edgedistill.core.targets import list_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"

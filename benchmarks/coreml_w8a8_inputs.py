@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedistill.backends.base import Calibration
-from edgedistill.backends.coreml import BACKEND, MODEL_FILE
-from edgedistill.backends.mil_emulator import MILEmulator
-from edgedistill.backends.pytorch import PyTorchRunner
-from edgedistill.config import load_config
-from edgedistill.data import encode_one, load_task_data
-from edgedistill.host import host_info
-from edgedistill.targets import load_target
+from edgedistill.export.backends.base import Calibration
+from edgedistill.export.backends.coreml import BACKEND, MODEL_FILE
+from edgedistill.export.backends.mil_emulator import MILEmulator
+from edgedistill.export.backends.pytorch import PyTorchRunner
+from edgedistill.core.config import load_config
+from edgedistill.data.encoding import bucket_for, pad_to, token_ids
+from edgedistill.data.task_data import load_task_data
+from edgedistill.core.host import host_info
+from edgedistill.core.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -39,7 +40,7 @@ def main() -> None:
     config = load_config(overrides={"data.dataset": str(DATA)})
     data = load_task_data(config.data, seed=config.seed)
     tokenizer = AutoTokenizer.from_pretrained(STUDENT)
-    encoded = [encode_one(tokenizer, x, truncation=True, max_length=128)["input_ids"] for x in data.eval.inputs]
+    encoded = [token_ids(tokenizer, x, 128) for x in data.eval.inputs]
     reference = np.concatenate([PyTorchRunner(STUDENT, config.threads).predict(np.asarray([ids]),
                                                                               np.ones((1, len(ids)), np.int64))
                                 for ids in encoded])
@@ -66,10 +67,7 @@ def main() -> None:
 
 
 def _bucketed(ids: list[int], buckets: list[int]) -> dict[str, np.ndarray]:
-    length = next(b for b in sorted(buckets) if b >= len(ids))
-    row, mask = np.zeros((1, length), np.int32), np.zeros((1, length), np.int32)
-    row[0, : len(ids)], mask[0, : len(ids)] = ids, 1
-    return {"input_ids": row, "attention_mask": mask}
+    return dict(zip(("input_ids", "attention_mask"), pad_to(ids, bucket_for(len(ids), sorted(buckets)))))
 
 
 def _score(emulator: MILEmulator, samples: list[dict], reference: np.ndarray) -> dict:

@@ -16,9 +16,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgedistill.config import load_config
-from edgedistill.distill import run_distill
-from edgedistill.logs import configure_console
+from edgedistill.core.config import load_config
+from edgedistill.data.task_data import load_task_data
+from edgedistill.training.distill import run_distill
+from edgedistill.training.teacher import run_teacher
+from edgedistill.core.logs import configure_console
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -61,7 +63,8 @@ def run_group(group: str) -> dict[str, Any]:
         config = load_config(overrides={"data.dataset": str(DATA), "workdir": workdir, **teacher, **overrides})
         baseline = group != "ablation" or name == "ablation-full"
         config = config.model_copy(update={"distill": config.distill.model_copy(update={"baseline": baseline})})
-        for result in run_distill(config):
+        data = load_task_data(config.data, seed=config.seed)
+        for result in run_distill(config, run_teacher(config, data=data), data):
             m = result.metrics
             key = name if result.role == "student" else f"{name}-baseline"
             entries[key] = {

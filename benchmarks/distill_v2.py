@@ -29,11 +29,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from edgedistill.config import load_config
-from edgedistill.devices import device_class
-from edgedistill.distill import run_distill
-from edgedistill.logs import configure_console
-from edgedistill.teacher import TeacherResult
+from edgedistill.core.config import load_config
+from edgedistill.core.devices import device_class
+from edgedistill.training.distill import run_distill
+from edgedistill.core.logs import configure_console
+from edgedistill.data.task_data import load_task_data
+from edgedistill.training.common import TeacherResult
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -108,7 +109,7 @@ def run_recipe(name: str, seed: int, teacher: TeacherResult, workdir: Path) -> l
                                     "seed": seed, "teacher.model": str(teacher.path), "distill.qat.enabled": False,
                                     "distill.baseline": False, **overrides})
     entries = []
-    for result in run_distill(config, teacher=teacher):
+    for result in run_distill(config, teacher, load_task_data(config.data, seed=config.seed)):
         m = result.metrics
         augment = Path(config.workdir) / "augment" / "metrics.json"  # written by the run above when it labels
         augment_min = round(json.loads(augment.read_text())["build_time_s"] / 60, 1) if augment.exists() else 0.0

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from edgedistill.bench.harness import BenchSettings, discover, run_bench
 from edgedistill.bench.report import write_report
-from edgedistill.config import Tolerance, load_config
-from edgedistill.data import load_task_data
-from edgedistill.logs import configure_console
+from edgedistill.core.config import Tolerance, load_config
+from edgedistill.data.task_data import load_task_data
+from edgedistill.core.logs import configure_console
 from edgedistill.pipeline import run_exports
-from edgedistill.targets import load_target
+from edgedistill.core.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"

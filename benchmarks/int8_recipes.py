@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgedistill.config import Tolerance, load_config
-from edgedistill.data import load_task_data
-from edgedistill.export import ExportSettings, export_target
-from edgedistill.host import host_info
-from edgedistill.logs import configure_console
-from edgedistill.targets import load_target
-from edgedistill.verify import tolerance_for
+from edgedistill.core.config import Tolerance, load_config
+from edgedistill.data.task_data import load_task_data
+from edgedistill.export.stage import ExportSettings, export_target
+from edgedistill.core.host import host_info
+from edgedistill.core.logs import configure_console
+from edgedistill.core.targets import load_target
+from edgedistill.tasks import task_of_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -61,7 +61,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {  # target -> recipe -> option 
 def measure(model: Path, target_name: str, recipe: str, changes: dict[str, Any], data: Any,
             settings: ExportSettings, out: Path) -> dict[str, Any]:
     profile = load_target(target_name)
-    gate = tolerance_for(profile.precision, profile.tolerance)
+    gate = task_of_model(model).tolerance(profile.precision, profile.tolerance)
     target = profile.model_copy(update={"options": {**profile.options, **changes},
                                         "tolerance": Tolerance(min_agreement=0.0, max_accuracy_drop=100.0)})
     started = time.perf_counter()

@@ -70,7 +70,7 @@ def main() -> None:
             stats = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append({"model": model, "variant": variant, **stats})
             print(f"{model:28s} {variant:45s} p50 {stats['p50_ms']:.2f} ms  std {stats['std_ms']:.2f}", flush=True)
-    from edgedistill.host import host_info
+    from edgedistill.core.host import host_info
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -107,7 +107,7 @@ def main() -> None:
                          "round_medians": [round(r, 3) for r in round_medians[(student, ours)]],
                          "ours_p50_ms": round(statistics.median(a), 2), "peer_p50_ms": round(statistics.median(b), 2),
                          "calls_per_side": len(a)})
-    from edgedistill.host import host_info
+    from edgedistill.core.host import host_info
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from edgedistill.bench.harness import BenchSettings, discover, run_bench
 from edgedistill.bench.report import write_report
-from edgedistill.config import load_config
-from edgedistill.data import load_task_data
-from edgedistill.logs import configure_console
+from edgedistill.core.config import load_config
+from edgedistill.data.task_data import load_task_data
+from edgedistill.core.logs import configure_console
 from edgedistill.pipeline import run_exports
-from edgedistill.targets import list_targets
+from edgedistill.core.targets import list_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"

@@ -20,9 +20,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgedistill.config import load_config
-from edgedistill.logs import configure_console
-from edgedistill.teacher import run_teacher
+from edgedistill.core.config import load_config
+from edgedistill.core.logs import configure_console
+from edgedistill.training.teacher import run_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgedistill.devices import device_class
+from edgedistill.core.devices import device_class
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -45,11 +45,12 @@ def train_once(pool: str, ema_decay: float, rdrop_alpha: float, seed: int, out: 
                               TrainerCallback, set_seed)
     from transformers.modeling_outputs import SequenceClassifierOutput
 
-    from edgedistill.config import load_config
-    from edgedistill.data import encode, load_task_data
-    from edgedistill.host import host_info
-    from edgedistill.models import resolve_model
-    from edgedistill.training import LogToFileCallback, compute_metrics, training_arguments
+    from edgedistill.core.config import load_config
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.core.host import host_info
+    from edgedistill.core.models import resolve_model
+    from edgedistill.tasks import get_task
+    from edgedistill.training.common import LogToFileCallback, trainer_metrics, training_arguments
 
     class MeanPoolingBert(BertForSequenceClassification):
         """The classifier on the masked mean of the last hidden states (the pooler is left unused)."""
@@ -102,13 +103,13 @@ def train_once(pool: str, ema_decay: float, rdrop_alpha: float, seed: int, out: 
     tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=True)
     model_class = MeanPoolingBert if pool == "mean" else BertForSequenceClassification
     model = model_class.from_pretrained(source.location, local_files_only=True, num_labels=len(data.label_names))
-    train_set = encode(data.train, tokenizer, config.data.max_length)
-    eval_set = encode(data.eval, tokenizer, config.data.max_length)
+    train_set = data.train.features(tokenizer, config.data.max_length)
+    eval_set = data.eval.features(tokenizer, config.data.max_length)
     args = training_arguments(out, config.teacher, seed=seed, eval_strategy="no", disable_tqdm=False)
     average = WeightAverage(model, ema_decay) if ema_decay else None
     trainer = (RDropTrainer if rdrop_alpha else Trainer)(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer, compute_metrics=compute_metrics,
+        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer, compute_metrics=trainer_metrics(get_task(config.task)),
         callbacks=[LogToFileCallback(), *([average] if average else [])])
     started = time.perf_counter()
     trainer.train()
@@ -203,7 +204,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="rebuild the report from <workdir>/runs.jsonl only")
     args = parser.parse_args()
     if not args.report:
-        from edgedistill.logs import configure_console
+        from edgedistill.core.logs import configure_console
 
         configure_console()
         name = f"{args.pool}-ema{args.ema}-rdrop{args.rdrop}-s{args.seed}"

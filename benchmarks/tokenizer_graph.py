@@ -16,12 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgedistill.config import load_config
-from edgedistill.data import load_task_data
-from edgedistill.export import ExportSettings, export_target
-from edgedistill.host import host_info
-from edgedistill.logs import configure_console
-from edgedistill.targets import load_target
+from edgedistill.core.config import load_config
+from edgedistill.data.task_data import load_task_data
+from edgedistill.export.stage import ExportSettings, export_target
+from edgedistill.core.host import host_info
+from edgedistill.core.logs import configure_console
+from edgedistill.core.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgedistill import __version__
-from edgedistill.errors import EdgeDistillError
+from edgedistill.core.errors import CheckFailed, EdgeDistillError
+from edgedistill.pipeline import STAGES  # stdlib-only at import: the parser lists the stages
 
 _EPILOG = """\
 The stages, in order (each reads what the one before wrote under the workdir):
@@ -47,37 +48,77 @@ Examples:
   cat reviews.txt | edgedistill predict runs/default/student - --json
   edgedistill bench --data ../shared/data/sst2               # everything in runs/default -> runs/default/report
 
+Exit status: 0 when everything asked for passed; 1 when an artifact failed its gate, `verify` found a
+difference, a trained model learnt nothing or a benchmark row failed (reports and manifest still written);
+2 when the input was wrong (options, config, data, a model folder).
+
 Run `edgedistill VERB --help` for the options of each verb.
 """
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def _config_default(dotted: str) -> str:
+    """A config key's default, read from the config models (so ``--help`` never repeats a stale copy)."""
+    from edgedistill.core.config import Config
+
+    model: Any = Config
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        model = model.model_fields[part].annotation
+    field = model.model_fields[leaf]
+    value = field.default_factory() if field.default_factory else field.default
+    return "none" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _add_config_options(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
+    """The options that build a run's configuration: a file, a preset, ``--set``, and the common keys."""
     group = parser.add_argument_group("configuration (later options override earlier sources)")
     group.add_argument("-c", "--config", metavar="YAML", help="a config file (see `edgedistill config`)")
     group.add_argument("--preset", choices=["quick"], help="quick: a few thousand training rows, minutes")
-    group.add_argument("--data", metavar="PATH_OR_ID",
-                       help="task data: a .tsv/.csv/.jsonl file, a folder with train.* and dev.*, "
-                            "a hub id, or 'sst2' (default; $EDGEDISTILL_DATA_DIR, else the hub)")
-    group.add_argument("--text-column", metavar="NAME", help="column holding the text (default: sentence)")
-    group.add_argument("--label-column", metavar="NAME", help="column holding the label (default: label)")
-    group.add_argument("--label-names", metavar="A,B,...",
-                       help="label names in id order, comma-separated (default: negative,positive)")
-    group.add_argument("--workdir", metavar="DIR", help="where every stage writes (default: runs/default)")
-    group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: 2)")
-    group.add_argument("--seed", type=int, metavar="N", help="random seed (default: 42)")
+    if data:
+        group.add_argument("--data", metavar="PATH_OR_ID",
+                           help="task data: a .tsv/.csv/.jsonl file, a folder with train.* and dev.*, a hub id, "
+                                f"or 'sst2' ($EDGEDISTILL_DATA_DIR, else the hub); default: {_config_default('data.dataset')}")
+        group.add_argument("--text-column", metavar="NAME",
+                           help=f"column holding the text (default: {_config_default('data.text_column')})")
+        group.add_argument("--label-column", metavar="NAME",
+                           help=f"column holding the label (default: {_config_default('data.label_column')})")
+        group.add_argument("--label-names", metavar="A,B,...",
+                           help="label names in id order, comma-separated (default: the data set's own when known, "
+                                "else string labels sorted, integer labels named by number)")
+    group.add_argument("--workdir", metavar="DIR", help=f"where every stage writes (default: {_config_default('workdir')})")
+    group.add_argument("--threads", type=_positive_int, metavar="N",
+                       help=f"CPU threads (default: {_config_default('threads')})")
+    group.add_argument("--seed", type=int, metavar="N", help=f"random seed (default: {_config_default('seed')})")
     group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config key, YAML value: --set teacher.epochs=2 (repeatable)")
 
 
+def _add_eval_samples(parser: argparse.ArgumentParser, what: str) -> None:
+    """The one name for "how many eval sentences" (``--verify-samples``, its older name, still works)."""
+    parser.add_argument("--eval-samples", "--verify-samples", dest="eval_samples", type=_positive_int, metavar="N",
+                        help=f"{what} on the first N eval rows (default: all)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from edgedistill.config import load_config, parse_override
+    from edgedistill.core.config import load_config, parse_override
 
     overrides: dict[str, Any] = {}
+    label_names = getattr(args, "label_names", None)
     flags = {
-        "data.dataset": args.data,
-        "data.text_column": args.text_column,
-        "data.label_column": args.label_column,
-        "data.label_names": args.label_names.split(",") if args.label_names else None,
+        "data.dataset": getattr(args, "data", None),
+        "data.text_column": getattr(args, "text_column", None),
+        "data.label_column": getattr(args, "label_column", None),
+        "data.label_names": label_names.split(",") if label_names else None,
         "workdir": args.workdir,
         "threads": args.threads,
         "seed": args.seed,
@@ -90,7 +131,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the embedded default config, or the resolved config when options are given."""
-    from edgedistill.config import default_config_text, dump_config
+    from edgedistill.core.config import default_config_text, dump_config
 
     given = args.config or args.preset or args.overrides or any(
         getattr(args, name) is not None
@@ -102,7 +143,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Load and validate the task data; print its splits, labels and fingerprint."""
-    from edgedistill.data import load_task_data
+    from edgedistill.data.task_data import load_task_data
 
     config = _config_from_args(args)
     data = load_task_data(config.data, seed=config.seed)
@@ -112,34 +153,37 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_teacher(args: argparse.Namespace) -> int:
     """Run the teacher stage."""
-    from edgedistill.teacher import run_teacher
+    from edgedistill.tasks import get_task
+    from edgedistill.training.teacher import run_teacher
 
     config = _config_from_args(args)
     result = run_teacher(config, force=args.force)
-    metrics = result.metrics
-    print(json.dumps({
-        "teacher": str(result.path),
-        "cached": result.cached,
-        "eval_accuracy": round(metrics["eval_accuracy"], 4),
-        "train_time_s": metrics["train_time_s"],
-    }, indent=2))
+    headline = f"eval_{get_task(config.task).headline}"
+    print(json.dumps({"teacher": str(result.path), "cached": result.cached,
+                      headline: round(result.metrics[headline], 4), "train_time_s": result.metrics["train_time_s"]},
+                     indent=2))
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Run the teacher stage (cached), then distil the student and train the baseline."""
-    from edgedistill.distill import run_distill
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.tasks import get_task
+    from edgedistill.training.distill import run_distill
+    from edgedistill.training.teacher import run_teacher
 
     config = _config_from_args(args)
-    results = run_distill(config, force=args.force)
+    data = load_task_data(config.data, seed=config.seed)
+    results = run_distill(config, run_teacher(config, data=data), data, force=args.force)
+    headline = get_task(config.task).headline
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({
             r.role: {
                 "path": str(r.path),
                 "cached": r.cached,
-                "eval_accuracy": round(r.metrics["eval_accuracy"], 4),
+                f"eval_{headline}": round(r.metrics[f"eval_{headline}"], 4),
                 "agreement_with_teacher": round(r.metrics["agreement_with_teacher"], 4),
-                "retention_of_teacher_accuracy": round(r.metrics["retention_of_teacher_accuracy"], 4),
+                f"retention_of_teacher_{headline}": round(r.metrics[f"retention_of_teacher_{headline}"], 4),
                 "parameters": r.metrics["parameters"],
             } for r in results
         }, indent=2))
@@ -147,93 +191,117 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export one model for one target, verify it, publish it."""
+    """Export one model for one target, verify it, publish it (exit 1 when its gate fails)."""
     from pathlib import Path
 
-    from edgedistill.data import load_task_data
-    from edgedistill.export import ExportSettings, export_target
-    from edgedistill.targets import load_target
+    from edgedistill.core.targets import load_target
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.export.stage import ExportSettings, export_target
 
     config = _config_from_args(args)
     target = load_target(args.target)
     data = load_task_data(config.data, seed=config.seed)
     artifact = export_target(Path(args.model), target, data, Path(args.out),
-                             ExportSettings.from_config(config, verify_samples=args.verify_samples))
+                             ExportSettings.from_config(config, verify_samples=args.eval_samples))
     parity = artifact.info["parity"]
     print(json.dumps({"artifact": str(artifact.path), "target": target.name,
                       "files": {k: v["bytes"] for k, v in artifact.info["files"].items()},
-                      "parity": {k: parity[k] for k in ("samples", "max_abs", "agreement", "source_accuracy",
-                                                         "artifact_accuracy", "passed", "text_model") if k in parity}},
+                      "parity": {k: v for k, v in parity.items() if k not in ("gate", "failures", "runtime")}},
                      indent=2))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The whole pipeline (or --only / --from a stage), then a summary of what it produced."""
+    """The whole pipeline (or --only / --from a stage), then a summary of what it produced; exit 1 when an
+    artifact failed its gate or a benchmark row failed (the report and manifest are written all the same)."""
     from edgedistill.pipeline import run_pipeline
 
     config = _config_from_args(args)
     manifest = run_pipeline(config, only=args.only, start=args.start, force=args.force)
     stages = manifest["stages"]
     exports = stages.get("export", {})
+    failed = {k: v["error"][:300] for k, v in exports.items() if v["status"] != "verified"}
+    bench_failed = stages.get("bench", {}).get("failed_rows", [])
     summary = {
         "workdir": str(config.workdir),
         "cached": sorted(k for k, v in stages.items() if k != "export" and v.get("cached")),
         "artifacts_verified": sorted(k for k, v in exports.items() if v["status"] == "verified"),
-        "artifacts_failed": {k: v["error"][:300] for k, v in exports.items() if v["status"] != "verified"},
+        "artifacts_failed": failed,
+        **({"bench_rows_failed": bench_failed} if bench_failed else {}),
         "report": stages.get("bench", {}).get("path"),
         "manifest": str(config.workdir / "manifest.json"),
     }
     print(json.dumps(summary, indent=2))
+    if failed or bench_failed:
+        print(f"edgedistill run: {len(failed)} artifact(s) failed their gate"
+              + (f", {len(bench_failed)} benchmark row(s) failed" if bench_failed else "")
+              + " (see the report and manifest.json)", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Re-check an artifact's files and, with data, its parity with the source model; or a whole run."""
+    """Re-check an artifact's files and, with data, its parity with the source model; or a whole run.
+    Exit 1 when anything differs."""
     from pathlib import Path
 
-    from edgedistill.data import load_task_data
-    from edgedistill.errors import EdgeDistillError
-    from edgedistill.export import verify_artifact
+    from edgedistill.core.errors import VerificationError
+    from edgedistill.export.stage import verify_artifact
     from edgedistill.pipeline import MANIFEST, verify_run
 
     if (Path(args.artifact) / MANIFEST).is_file():
         problems = verify_run(Path(args.artifact))
         if problems:
-            raise EdgeDistillError(f"{args.artifact}: {len(problems)} output(s) changed since the run:\n  "
-                                   + "\n  ".join(problems))
+            raise VerificationError(f"{args.artifact}: {len(problems)} output(s) changed since the run:\n  "
+                                    + "\n  ".join(problems))
         print(json.dumps({"run": args.artifact, "outputs": "all hashes match the manifest"}, indent=2))
         return 0
-    config = _config_from_args(args)
-    data = None if args.files_only else load_task_data(config.data, seed=config.seed)
-    result = verify_artifact(Path(args.artifact), data, threads=config.threads,
-                             verify_samples=args.verify_samples)
+    data = None if args.files_only else _verification_data(args)
+    result = verify_artifact(Path(args.artifact), data, threads=args.threads or _config_from_args(args).threads,
+                             verify_samples=args.eval_samples)
     print(json.dumps(result, indent=2))
     if args.layers is not None and data is not None:
-        from edgedistill.export import layer_error_table
+        from edgedistill.export.stage import layer_error_table
 
         print()
-        print(layer_error_table(Path(args.artifact), data, threads=config.threads, samples=args.layer_samples,
-                                limit=args.layers or None))
+        print(layer_error_table(Path(args.artifact), data, threads=_config_from_args(args).threads,
+                                samples=args.layer_samples, limit=args.layers or None))
     return 0
 
 
+def _verification_data(args: argparse.Namespace) -> Any:
+    """The data ``verify`` checks on: what the options name, or, when they name none, the data the artifact was
+    gated on (its ``artifact.json`` ``gated_on``), said on stderr."""
+    from pathlib import Path
+
+    from edgedistill.core.config import DataConfig
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.export.backends.base import Artifact
+
+    config = _config_from_args(args)
+    recorded = (Artifact.open(Path(args.artifact)).info.get("gated_on") or {})
+    if args.data is None and not args.config and recorded.get("data"):
+        print(f"edgedistill verify: no --data given: using the data the artifact was gated on "
+              f"({recorded['data']['dataset']})", file=sys.stderr)
+        return load_task_data(DataConfig.model_validate(recorded["data"]), seed=recorded.get("seed", config.seed))
+    return load_task_data(config.data, seed=config.seed)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Classify texts with a checkpoint or an artifact."""
-    from edgedistill.predict import open_model, read_texts, render
+    """Run a checkpoint or an artifact on texts (or sentence pairs)."""
+    from edgedistill.bench.predict import open_model, read_texts, render
 
     texts = read_texts(args.texts, args.file)
-    config = _config_from_args(args)
-    predictor = open_model(args.model, threads=config.threads)
+    predictor = open_model(args.model, threads=args.threads)
     if predictor.note:
         print(f"edgedistill predict: {predictor.note}", file=sys.stderr)
-    print(render(predictor.predict(texts), args.json))
+    print(render(predictor, predictor.predict(texts), args.json))
     return 0
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
     """List the target profiles, one line each."""
-    from edgedistill.targets import list_targets
+    from edgedistill.core.targets import list_targets
 
     for target in list_targets():
         print(f"{target.name:34s} {target.backend:8s} {target.precision:13s} {target.device:16s} {target.description}")
@@ -251,13 +319,14 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Benchmark checkpoints and artifacts, each in its own process, into one report."""
+    """Benchmark checkpoints and artifacts, each in its own process, into one report (exit 1 when a row failed)."""
     from pathlib import Path
 
     from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
-    from edgedistill.data import load_task_data
-    from edgedistill.errors import EdgeDistillError
+    from edgedistill.core.errors import EdgeDistillError
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.export.model_card import update_cards
 
     config = _config_from_args(args)
     paths = [Path(p) for p in args.paths] or [Path(config.workdir)]
@@ -277,13 +346,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(items, texts, data.eval.labels[: len(texts)], settings, out)
     for path in write_report(report, out):
         print(path)
-    from edgedistill.model_card import update_cards
-
     update_cards(report)  # each artifact's README.md gets its latency and memory on this host
     failed = [r["name"] for r in report["rows"] if r["status"] != "ok"]
     if failed:
         print(f"edgedistill bench: {len(failed)} row(s) failed: {', '.join(failed)} (see report.md)",
               file=sys.stderr)
+        return 1
     return 0
 
 
@@ -308,12 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
-    def verb(name: str, func: Callable[[argparse.Namespace], int], summary: str, details: str
-             ) -> argparse.ArgumentParser:
+    def verb(name: str, func: Callable[[argparse.Namespace], int], summary: str, details: str,
+             configured: bool = True) -> argparse.ArgumentParser:
+        """A verb; ``configured`` ones read a run's configuration (and take its options), the others do not."""
         sub = verbs.add_parser(name, help=summary, description=f"{summary}\n\n{details}",
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(func=func)
-        _add_config_options(sub)
+        if configured:
+            _add_config_options(sub)
         return sub
 
     verb("config", cmd_config, "print the default config (or the resolved one)",
@@ -329,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "teacher.log). A second run with identical inputs reuses it (content-hash cache).")
     teacher.add_argument("--force", action="store_true", help="rebuild even when the cache is valid")
     distill = verb("distill", cmd_distill, "distil a DistilBERT-style student (its QAT twin, a no-teacher baseline)",
-                   "Builds a DistilBertForSequenceClassification from the teacher (embeddings and every\n"
+                   "Builds a DistilBERT student of the teacher's task from the teacher (embeddings and every\n"
                    "other layer copied, as in the DistilBERT paper) and trains it with transformers' Trainer on\n"
                    "  alpha_kd * T^2 * KL(teacher || student at temperature T) + alpha_ce * CE(labels)\n"
                    "  + alpha_cos * (1 - cos(student hidden, teacher hidden))\n"
@@ -352,22 +422,25 @@ def build_parser() -> argparse.ArgumentParser:
                "bench -> report. Each stage is keyed by the content hash of its inputs: a finished stage\n"
                "is skipped and says so; a killed distillation resumes from its last checkpoint.\n"
                "Writes <workdir>/manifest.json (config, seed, keys, every output's hash, versions, host).")
-    run.add_argument("--only", metavar="STAGE", help="run one stage: teacher, distill, export or bench")
-    run.add_argument("--from", dest="start", metavar="STAGE", help="run from this stage on")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--only", choices=STAGES, metavar="STAGE", help=f"run one stage: {', '.join(STAGES)}")
+    which.add_argument("--from", dest="start", choices=STAGES, metavar="STAGE",
+                       help=f"run from this stage on ({', '.join(STAGES)})")
     run.add_argument("--force", action="store_true", help="rebuild the selected stages even when cached")
     run.add_argument("--augment-file", metavar="PATH", help=augment_help)
     export = verb("export", cmd_export, "export one model for one target, verified",
                   "Converts a save_pretrained folder with the target's backend and precision, loads the\n"
-                  "result in its own runtime, and compares it with the PyTorch model on the eval split\n"
-                  "(fp32: max |logit diff| <= 1e-4; fp16: label agreement >= 99%; int8: >= 98%; reduced\n"
-                  "precisions: accuracy drop <= 1 point; full-integer int8-static: >= 99% and <= 0.5 point).\n"
+                  "result in its own runtime, and compares it with the PyTorch model on the eval split under\n"
+                  "the task's gate (a classifier: fp32 max |logit diff| <= 1e-4; fp16 label agreement >= 99%;\n"
+                  "int8 >= 98%; reduced precisions: accuracy drop <= 1 point; full-integer int8-static: >= 99% and\n"
+                  "<= 0.5 point; bounds finer than two eval sentences are read as two, and the report says so).\n"
                   "Only a verified artifact is written (atomically). int8-static calibrates on\n"
                   "data.calibration_samples training sentences; a failed int8-static gate names its worst tensors.")
-    export.add_argument("--model", required=True, metavar="DIR", help="a save_pretrained classifier folder")
+    export.add_argument("--model", required=True, metavar="DIR", help="a save_pretrained model folder")
     export.add_argument("--target", required=True, metavar="NAME_OR_YAML",
                         help="a profile name from `edgedistill targets`, or a target YAML file")
     export.add_argument("--out", required=True, metavar="DIR", help="the artifact folder to write")
-    export.add_argument("--verify-samples", type=int, metavar="N", help="verify on the first N eval rows")
+    _add_eval_samples(export, "verify")
     check = verb("verify", cmd_verify, "re-check an artifact (or a whole run folder)",
                  "ARTIFACT_DIR: recomputes every file's sha256 against artifact.json (names what changed),\n"
                  "re-runs its golden vectors (golden.json: fixed texts, their ids and the logits recorded at\n"
@@ -379,22 +452,26 @@ def build_parser() -> argparse.ArgumentParser:
                  "  edgedistill verify runs/default/artifacts/student-onnx-int8-static --layers")
     check.add_argument("artifact", metavar="ARTIFACT_DIR|RUN_DIR")
     check.add_argument("--files-only", action="store_true", help="check hashes only, no parity run")
-    check.add_argument("--verify-samples", type=int, metavar="N", help="verify on the first N eval rows")
+    _add_eval_samples(check, "verify")
     check.add_argument("--layers", type=int, nargs="?", const=20, metavar="N",
                        help="full-integer (int8-static) ONNX/TFLite artifacts: print the per-tensor quantization "
                             "error against the float source (SQNR, clipping), the N worst first (default 20; 0: all)")
-    check.add_argument("--layer-samples", type=int, default=256, metavar="N",
+    check.add_argument("--layer-samples", type=_positive_int, default=256, metavar="N",
                        help="eval sentences the per-layer error is measured on (default 256)")
-    predict = verb("predict", cmd_predict, "classify texts with a checkpoint or an artifact",
+    predict = verb("predict", cmd_predict, "run a checkpoint or an artifact on texts",
                    "MODEL: a save_pretrained checkpoint (run in PyTorch) or an artifact folder (run in its own\n"
                    "runtime: ONNX Runtime, LiteRT, Core ML; off macOS the labelled Core ML emulation), tokenized\n"
-                   "with the tokenizer files it carries. Prints label, probability and text per line, or with\n"
-                   "--json one JSON object per line (text, label, probabilities).\n"
-                   "  edgedistill predict runs/default/artifacts/student-tflite-int8-static \"not worth the ticket\"")
+                   "with the tokenizer files it carries. A text holding a tab is a sentence pair (first<TAB>second).\n"
+                   "For a classifier: label, probability and text per line, or with --json one JSON object per\n"
+                   "line (text, label, probabilities).\n"
+                   "  edgedistill predict runs/default/artifacts/student-tflite-int8-static \"not worth the ticket\"",
+                   configured=False)
     predict.add_argument("model", metavar="MODEL", help="a checkpoint folder or an artifact folder")
-    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify; - reads one per line from stdin")
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to run; - reads one per line from stdin")
     predict.add_argument("--file", metavar="FILE", help="a UTF-8 text file, one text per line (- for stdin)")
     predict.add_argument("--json", action="store_true", help="JSON Lines output")
+    predict.add_argument("--threads", type=_positive_int, default=int(_config_default("threads")), metavar="N",
+                         help=f"CPU threads (default: {_config_default('threads')})")
     bench = verb("bench", cmd_bench, "benchmark models and artifacts into one report",
                  "Measures each checkpoint (in PyTorch) and each artifact (in its own runtime) in a fresh\n"
                  "process: load time, peak RSS, eval accuracy, agreement with the teacher and the fp32\n"
@@ -404,21 +481,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("paths", nargs="*", metavar="PATH",
                        help="model folders, artifact folders or workdirs (default: the workdir)")
     bench.add_argument("--out", metavar="DIR", help="report folder (default: <workdir>/report)")
-    bench.add_argument("--batch-sizes", type=_int_list, metavar="1,8", help="default: bench.batch_sizes (1,8)")
+    bench.add_argument("--batch-sizes", type=_int_list, metavar="1,8",
+                       help=f"default: bench.batch_sizes ({_config_default('bench.batch_sizes')})")
     bench.add_argument("--seq-lengths", type=_int_list, metavar="16,32,64,128",
-                       help="default: bench.seq_lengths (16,32,64,128)")
-    bench.add_argument("--eval-samples", type=int, metavar="N", help="accuracy on the first N eval rows")
-    bench.add_argument("--real-samples", type=int, metavar="N",
-                       help="eval sentences timed one by one at their real length (default: bench.real_samples, 300)")
+                       help=f"default: bench.seq_lengths ({_config_default('bench.seq_lengths')})")
+    _add_eval_samples(bench, "score the models")
+    bench.add_argument("--real-samples", type=_positive_int, metavar="N",
+                       help="eval sentences timed one by one at their real length "
+                            f"(default: bench.real_samples, {_config_default('bench.real_samples')})")
     bench.add_argument("--min-time", type=float, metavar="S",
-                       help="minimum timed seconds per shape (default: bench.min_time, 1)")
+                       help=f"minimum timed seconds per shape (default: bench.min_time, {_config_default('bench.min_time')})")
     compare = verb("compare", cmd_compare, "set two reports side by side",
-                   "Matches rows by name and prints latency ratios, accuracy and size of both (Markdown).")
+                   "Matches rows by name and prints latency ratios, accuracy and size of both (Markdown).",
+                   configured=False)
     compare.add_argument("a", metavar="A/report.json")
     compare.add_argument("b", metavar="B/report.json")
     verb("targets", cmd_targets, "list the target profiles",
          "Each profile in targets/ names a backend, a precision and options; pass its name to --target,\n"
-         "or copy one and pass the YAML file.")
+         "or copy one and pass the YAML file.", configured=False)
     return parser
 
 
@@ -428,11 +508,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 0
-    from edgedistill.logs import configure_console
+    from edgedistill.core.logs import configure_console
 
     configure_console(args.verbose)
     try:
         return args.func(args)
+    except CheckFailed as exc:  # the input was fine; what was built or checked did not pass
+        print(f"edgedistill {args.verb}: failed: {exc}", file=sys.stderr)
+        return 1
     except EdgeDistillError as exc:
         print(f"edgedistill {args.verb}: error: {exc}", file=sys.stderr)
         return 2

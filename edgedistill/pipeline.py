@@ -12,15 +12,16 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgedistill.atomic import write_json_atomic
-from edgedistill.backends.base import Artifact
-from edgedistill.config import Config, TargetConfig
-from edgedistill.data import TaskData, load_task_data
-from edgedistill.errors import ConfigError, EdgeDistillError
-from edgedistill.hashing import sha256_tree
-from edgedistill.host import host_info, library_versions
+from edgedistill.core.atomic import write_json_atomic
+from edgedistill.core.errors import ConfigError, EdgeDistillError
+from edgedistill.core.hashing import model_folder_hash
+from edgedistill.core.host import host_info, library_versions
+
+if TYPE_CHECKING:  # the command line imports this module for STAGES: nothing heavier at import time
+    from edgedistill.core.config import Config, TargetConfig
+    from edgedistill.data.task_data import TaskData
 
 log = logging.getLogger("edgedistill.run")
 
@@ -38,7 +39,7 @@ def select_stages(only: str | None = None, start: str | None = None) -> list[str
 
 
 def resolve_targets(config: Config) -> list[TargetConfig]:
-    from edgedistill.targets import load_target
+    from edgedistill.core.targets import load_target
 
     targets = [load_target(t) if isinstance(t, str) else t for t in config.targets]
     names = [t.name for t in targets]
@@ -68,26 +69,33 @@ def run_pipeline(config: Config, *, only: str | None = None, start: str | None =
         seconds[name] = round(now - clock, 1)
         clock = now
 
+    from edgedistill.data.task_data import load_task_data
+
     data = load_task_data(config.data, seed=config.seed)  # once for every stage of the run
     lap("data")
     teacher = None
     if "teacher" in stages:
-        from edgedistill.teacher import run_teacher
+        from edgedistill.training.teacher import run_teacher
 
         teacher = run_teacher(config, force=force, data=data)
         manifest["stages"]["teacher"] = _model_entry(teacher.path, teacher.cached, teacher.metrics)
         lap("teacher")
     if "distill" in stages:
-        from edgedistill.distill import run_distill
+        from edgedistill.training.distill import run_distill
+        from edgedistill.training.teacher import run_teacher
 
-        for result in run_distill(config, force=force, teacher=teacher, data=data):
+        teacher = teacher or run_teacher(config, data=data)  # cached: the distill stage is handed its teacher
+        for result in run_distill(config, teacher, data, force=force):
             manifest["stages"][result.role] = _model_entry(result.path, result.cached, result.metrics)
         lap("distill")  # every role (and the augmentation); each role's metrics.json has its train_time_s
     if "export" in stages:
         manifest["stages"]["export"] = run_exports(config, targets, force=force, data=data)
         lap("export")
     if "bench" in stages:
-        manifest["stages"]["bench"] = run_bench_stage(config, force=force, data=data, targets=targets)
+        failures = {name: entry["error"] for name, entry in manifest["stages"].get("export", {}).items()
+                    if entry["status"] != "verified"}
+        manifest["stages"]["bench"] = run_bench_stage(config, force=force, data=data, targets=targets,
+                                                      export_failures=failures)
         lap("bench")
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest["last_run_seconds"] = round(time.perf_counter() - started, 1)
@@ -104,7 +112,7 @@ def _read_manifest(workdir: Path) -> dict[str, Any]:
 
 
 def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str, Any]:
-    from edgedistill.export import file_records
+    from edgedistill.export.stage import file_records
 
     stage = json.loads((path / "stage.json").read_text())
     return {"path": str(path), "cached": cached, "key": stage["key"], "files": file_records(path),
@@ -114,9 +122,11 @@ def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str,
 def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False,
                 data: TaskData | None = None) -> dict[str, Any]:
     """Export every model in ``export_models`` to every target; a failed gate is recorded, not fatal."""
-    from edgedistill.cache import reuse
-    from edgedistill.export import ExportSettings, check_files, export_cache_key, export_target, exporter_fingerprint
-    from edgedistill.model_files import source_hash
+    from edgedistill.core.cache import reuse
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.export.backends.base import Artifact
+    from edgedistill.export.model_files import source_hash
+    from edgedistill.export.stage import ExportSettings, check_files, export_cache_key, export_target, exporter_fingerprint
 
     workdir = Path(config.workdir)
     data = data if data is not None else load_task_data(config.data, seed=config.seed)
@@ -156,14 +166,17 @@ def _recorded(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | None = None,
-                    targets: list[TargetConfig] | None = None) -> dict[str, Any]:
+                    targets: list[TargetConfig] | None = None, export_failures: dict[str, str] | None = None
+                    ) -> dict[str, Any]:
     """Benchmark the checkpoints and this config's artifacts into <workdir>/report, skipped when nothing
-    measured has changed (artifacts of targets no longer configured are left out)."""
+    measured has changed (artifacts of targets no longer configured are left out). ``export_failures``: the
+    artifacts that failed their gate (name -> reason), listed in the report."""
     from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
-    from edgedistill.cache import read_stage, reuse, stage_key, write_stage
-    from edgedistill.model_card import update_cards
-    from edgedistill.export import file_records
+    from edgedistill.core.cache import read_stage, reuse, stage_key, write_stage
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.export.model_card import update_cards
+    from edgedistill.export.stage import file_records
 
     workdir = Path(config.workdir)
     out = workdir / "report"
@@ -173,29 +186,37 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     b = config.bench
     inputs = {
         # logs and model cards (a bench rewrites the cards) do not change what is measured
-        "items": {i.name: sha256_tree(i.path, exclude=frozenset({"teacher.log", "student.log", "baseline.log",
-                                                                  "README.md"}))
-                  for i in items},
+        "items": {i.name: model_folder_hash(i.path) for i in items},
         "bench": b.model_dump(), "data": data.fingerprint, "threads": config.threads,
+        "export_failures": export_failures or {},
     }
     key = stage_key("bench", inputs)
     recorded = (read_stage(out) or {}).get("key")
     if reuse("bench", key, recorded, all((out / f).is_file() for f in ("report.json", "report.md")), force=force):
         log.info("bench: report in %s", out)
-        return {"path": str(out), "cached": True, "key": key, "files": file_records(out)}
+        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+        return {"path": str(out), "cached": True, "key": key, "files": file_records(out),
+                "failed_rows": _failed_rows(report)}
     settings = settings_from(b, threads=config.threads, max_length=config.data.max_length,
                              eval_rows=len(data.eval))
     report = run_bench(items, data.eval.inputs, data.eval.labels, settings, out)
+    report["failed_artifacts"] = export_failures or {}
     write_report(report, out)
     update_cards(report)
     write_stage(out, "bench", key, {"items": list(inputs["items"])})
     log.info("bench: report written to %s", out / "report.md")
-    return {"path": str(out), "cached": False, "key": key, "files": file_records(out)}
+    return {"path": str(out), "cached": False, "key": key, "files": file_records(out),
+            "failed_rows": _failed_rows(report)}
+
+
+def _failed_rows(report: dict[str, Any]) -> list[str]:
+    return [row["name"] for row in report["rows"] if row["status"] != "ok"]
 
 
 def verify_run(workdir: Path) -> list[str]:
     """Every output the manifest records, re-hashed: the list of what changed (empty: all intact)."""
-    from edgedistill.export import check_files, diff_file_records, file_records
+    from edgedistill.export.backends.base import Artifact
+    from edgedistill.export.stage import check_files, diff_file_records, file_records
 
     manifest_path = Path(workdir) / MANIFEST
     if not manifest_path.is_file():

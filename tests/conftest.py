@@ -101,8 +101,8 @@ def train_tiny_classifier(folder: Path, tokenizer_dir: Path, data_dir: Path, *, 
     import torch
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
 
-    from edgedistill.config import DataConfig
-    from edgedistill.data import load_task_data
+    from edgedistill.core.config import DataConfig
+    from edgedistill.data.task_data import load_task_data
 
     torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, model_input_names=["input_ids", "attention_mask"])
@@ -139,8 +139,8 @@ def export_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def data(export_data_dir):
     """The export tests' task data, loaded once (the 200-sentence eval split above)."""
-    from edgedistill.config import DataConfig
-    from edgedistill.data import load_task_data
+    from edgedistill.core.config import DataConfig
+    from edgedistill.data.task_data import load_task_data
 
     return load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
 
@@ -155,20 +155,28 @@ def distill_config(workdir: Path, teacher_model: Path, data: Path, **overrides):
     base = {
         "teacher.model": str(teacher_model), "data.dataset": str(data), "data.max_length": 16,
         "teacher.epochs": 16, "teacher.learning_rate": 1e-3, "teacher.batch_size": 8,
-        "teacher.warmup_ratio": 0.0, "distill.layers": 2, "distill.epochs": 8,
+        "teacher.warmup_ratio": 0.0, "teacher.min_steps": 0, "distill.layers": 2, "distill.epochs": 8,
         "distill.learning_rate": 1e-3, "distill.batch_size": 8, "distill.warmup_ratio": 0.0,
         "distill.logging_steps": 8, "workdir": str(workdir), "threads": 1,
     }
     base.update(overrides)
-    from edgedistill.config import load_config
+    from edgedistill.core.config import load_config
 
     return load_config(overrides=base)
+
+
+def run_distill(config, *, force: bool = False):
+    """The teacher stage (cached), then the distill stage handed its teacher, as the pipeline runs them."""
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.training.distill import run_distill as distill_stage
+    from edgedistill.training.teacher import run_teacher
+
+    data = load_task_data(config.data, seed=config.seed)
+    return distill_stage(config, run_teacher(config, data=data), data, force=force)
 
 
 @pytest.fixture(scope="session")
 def distilled(tmp_path_factory, tiny_encoder_dir, toy_data_dir):
     """A tiny teacher fine-tuned, and its student and baseline distilled: (config, results by role)."""
-    from edgedistill.distill import run_distill
-
     config = distill_config(tmp_path_factory.mktemp("run"), tiny_encoder_dir, toy_data_dir)
     return config, {r.role: r for r in run_distill(config)}

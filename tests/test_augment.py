@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgedistill.config import DataConfig
-from edgedistill.distill.augment import make_variants, replace_words, word_neighbours
-from edgedistill.distill.losses import LossWeights, distillation_loss
-from edgedistill.errors import DataError
-from edgedistill.unlabelled import read_unlabelled
+from edgedistill.core.config import DataConfig
+from edgedistill.training.distill.augment import make_variants, replace_words, word_neighbours
+from edgedistill.training.distill.losses import LossWeights, distillation_loss
+from edgedistill.core.errors import DataError
+from edgedistill.data.unlabelled import read_unlabelled
 from conftest import distill_config
 
 # --- reading unlabelled text ---------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_rows_without_a_label_skip_the_hard_label_term():
 
 
 def test_augmented_student_trains_on_teacher_labelled_rows(tmp_path, distilled, toy_data_dir, caplog):
-    from edgedistill.distill import run_distill
+    from conftest import run_distill
 
     config, _ = distilled
     unlabelled = tmp_path / "reviews.txt"
@@ -137,7 +137,7 @@ def test_augmented_student_trains_on_teacher_labelled_rows(tmp_path, distilled, 
 
 
 def test_a_bad_augmentation_file_fails_before_training(tmp_path, distilled, toy_data_dir):
-    from edgedistill.distill import run_distill
+    from conftest import run_distill
 
     config, _ = distilled
     (tmp_path / "empty.txt").write_text("")
@@ -153,7 +153,7 @@ def test_predict_logits_batches_by_length_but_answers_in_order(tiny_teacher_and_
     """Rows are batched by length for speed; each row's logits must still come back at its own index."""
     from transformers import DataCollatorWithPadding
 
-    from edgedistill.training import predict_logits
+    from edgedistill.training.common import predict_logits
 
     model, tokenizer = tiny_teacher_and_tokenizer
     texts = ["a", "a great film with a dull and long plot", "dull", "great great film", "film"]

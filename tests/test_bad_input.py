@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedistill.atomic import atomic_directory
-from edgedistill.config import DataConfig, load_config
-from edgedistill.data import load_task_data
-from edgedistill.errors import ConfigError, EdgeDistillError, ModelError
-from edgedistill.export import ExportSettings
-from edgedistill.targets import load_target
+from edgedistill.core.atomic import atomic_directory
+from edgedistill.core.config import DataConfig, load_config
+from edgedistill.data.task_data import load_task_data
+from edgedistill.core.errors import ConfigError, EdgeDistillError, ModelError
+from edgedistill.export.stage import ExportSettings
+from edgedistill.core.targets import load_target
 
 SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=16, seed=0)
 
@@ -51,7 +51,7 @@ def test_full_disk_on_publish_keeps_the_old_output(tmp_path, monkeypatch):
 
 
 def test_truncated_teacher_weights_are_named(tmp_path, tiny_encoder_dir, toy_data_dir):
-    from edgedistill.teacher import run_teacher
+    from edgedistill.training.teacher import run_teacher
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_encoder_dir, broken)
@@ -99,9 +99,9 @@ def test_odd_text_loads_as_data(tmp_path):
 
 @pytest.mark.parametrize("profile", ["pytorch-fp32", "onnx-int8-dynamic", "tflite-fp32"])
 def test_odd_text_at_benchmark_time_gives_finite_logits(tmp_path, tiny_student_dir, export_data_dir, profile):
-    from edgedistill.backends.base import get_backend
+    from edgedistill.export.backends.base import get_backend
     from edgedistill.bench.worker import _batch, _tokenizer
-    from edgedistill.export import export_target
+    from edgedistill.export.stage import export_target
 
     data = load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
     target = load_target(profile)

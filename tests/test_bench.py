@@ -12,7 +12,7 @@ import pytest
 
 from edgedistill.bench.plots import pareto_front
 from edgedistill.bench.timing import measure, percentile, summarize
-from edgedistill.export import ExportSettings
+from edgedistill.export.stage import ExportSettings
 
 SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=16, seed=0)
 
@@ -49,10 +49,10 @@ def test_pareto_front():
 @pytest.fixture(scope="module")
 def bench_workdir(tmp_path_factory, tiny_student_dir, tiny_tokenizer_dir, export_data_dir):
     from conftest import train_tiny_classifier
-    from edgedistill.config import DataConfig
-    from edgedistill.data import load_task_data
-    from edgedistill.export import export_target
-    from edgedistill.targets import load_target
+    from edgedistill.core.config import DataConfig
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.export.stage import export_target
+    from edgedistill.core.targets import load_target
 
     work = tmp_path_factory.mktemp("work")
     shutil.copytree(tiny_student_dir, work / "student")
@@ -90,7 +90,7 @@ def test_tiny_bench_writes_every_output_and_survives_a_crash(tmp_path, bench_wor
                              timing={"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "min_s": 0.0})
     report = run_bench(items, data.eval.texts, data.eval.labels, settings, tmp_path, progress=False)
     written = write_report(report, tmp_path)
-    from edgedistill.model_card import update_cards
+    from edgedistill.export.model_card import update_cards
 
     update_cards(report)  # each artifact's card gets its latency on this host; the record stays intact
     card = (work / "artifacts" / "student-onnx-fp32" / "README.md").read_text(encoding="utf-8")

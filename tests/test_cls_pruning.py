@@ -8,9 +8,9 @@ from transformers import (BertConfig, BertForSequenceClassification, DistilBertC
                           DistilBertForSequenceClassification, ElectraConfig, ElectraForSequenceClassification,
                           RobertaConfig, RobertaForSequenceClassification)
 
-from edgedistill.cls_pruning import prune_last_layer_to_cls
-from edgedistill.errors import ExportError
-from edgedistill.export import ExportSettings
+from edgedistill.quant.cls_pruning import prune_last_layer_to_cls
+from edgedistill.core.errors import ExportError
+from edgedistill.export.stage import ExportSettings
 
 SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=0, seed=0)
 
@@ -84,10 +84,10 @@ def test_onnx_export_runs_the_last_ffn_on_one_row_and_the_option_turns_it_off(tm
     import onnx
     import onnxruntime as ort
 
-    from edgedistill.config import DataConfig
-    from edgedistill.data import load_task_data
-    from edgedistill.export import export_target
-    from edgedistill.targets import load_target
+    from edgedistill.core.config import DataConfig
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.export.stage import export_target
+    from edgedistill.core.targets import load_target
 
     data = load_task_data(DataConfig(dataset=str(export_data_dir), label_names=["negative", "positive"]))
     shapes = {}

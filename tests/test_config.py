@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgedistill.config import Config, default_config_text, load_config, parse_override
-from edgedistill.errors import ConfigError
+from edgedistill.core.config import Config, default_config_text, load_config, parse_override
+from edgedistill.core.errors import ConfigError
 
 
 def test_embedded_default_is_the_model_default():

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED_SST2, requires_shared_sst2, toy_rows, write_tsv
-from edgedistill.config import DataConfig
-from edgedistill.data import DATA_DIR_ENV, encode, load_task_data
-from edgedistill.errors import DataError
+from edgedistill.core.config import DataConfig
+from edgedistill.data.task_data import DATA_DIR_ENV, load_task_data
+from edgedistill.core.errors import DataError
 
 
 def cfg(dataset: Path | str, **kwargs) -> DataConfig:
@@ -74,7 +74,7 @@ def test_encode_leaves_padding_to_the_collator(toy_data_dir, tiny_tokenizer_dir)
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     data = load_task_data(cfg(toy_data_dir))
-    features = encode(data.train, tokenizer, max_length=6)
+    features = data.train.features(tokenizer, max_length=6)
     assert len(features) == len(data.train)
     assert set(features[0]) == {"input_ids", "attention_mask", "labels"}
     assert {len(f["input_ids"]) for f in features} == {6}  # 7 tokens truncated to max_length

@@ -6,19 +6,24 @@ import hashlib
 
 import pytest
 
-from edgedistill.config import load_config
-from edgedistill.errors import ConfigError
-from edgedistill.export import ExportSettings, export_target
-from edgedistill.targets import load_target
+from edgedistill.core.config import load_config
+from edgedistill.core.errors import ConfigError
+from edgedistill.export.stage import ExportSettings, export_target
+from edgedistill.core.targets import load_target
 
 SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=16, seed=0)
 
 
-def _pretend_host(monkeypatch, isa: list[str]) -> None:
-    import edgedistill.host
+def _pretend_host(monkeypatch, isa: list[str], machine: str = "x86_64") -> None:
+    """This process as an x86-64 host (by default) with these ISA flags, whatever machine runs the test: the
+    architecture is faked with the flags, so an arm64 host (Apple Silicon, Graviton) pretends as well."""
+    import platform
 
-    real = edgedistill.host.host_info
-    monkeypatch.setattr(edgedistill.host, "host_info", lambda threads=None: {**real(threads), "isa": isa})
+    import edgedistill.core.host
+
+    real = edgedistill.core.host.host_info
+    monkeypatch.setattr(edgedistill.core.host, "host_info", lambda threads=None: {**real(threads), "isa": isa})
+    monkeypatch.setattr(platform, "machine", lambda: machine)
 
 
 def _export(tiny_student_dir, data, out, device: str | None = None):
@@ -46,7 +51,7 @@ def _weight_types(artifact) -> set[int]:
 
 def test_same_target_on_hosts_with_different_isas_gives_the_same_bytes(tiny_student_dir, data, tmp_path,
                                                                        monkeypatch):
-    from edgedistill.devices import host_device
+    from edgedistill.core.devices import host_device
 
     _pretend_host(monkeypatch, ["avx", "avx2", "fma"])
     assert host_device() == "x86-avx2"
@@ -98,7 +103,7 @@ def test_a_bench_row_built_for_another_device_says_so():
 
     row = {"name": "student-tflite-int8-static", "backend": "tflite", "precision": "int8-static", "status": "ok",
            "device": "arm64", "bench_host_device": "x86-avx2", "latency": [], "size_bytes": 1, "parameters": 1}
-    from edgedistill.host import host_info
+    from edgedistill.core.host import host_info
 
     report = {"settings": {"reference": {"batch": 1, "seq": 128}, "threads": 2, "eval_samples": 1,
                            "batch_sizes": [1], "seq_lengths": [128], "timing": "test"},

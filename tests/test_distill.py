@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import distill_config, make_tiny_bert
-from edgedistill.config import load_config
-from edgedistill.distill.losses import (
+from edgedistill.core.config import load_config
+from edgedistill.training.distill.losses import (
     LossWeights,
     attention_kl_loss,
     cosine_alignment_loss,
@@ -23,8 +23,8 @@ from edgedistill.distill.losses import (
     hidden_mse_loss,
     soft_target_loss,
 )
-from edgedistill.distill.student import build_student, default_layer_map
-from edgedistill.errors import ConfigError, ModelError
+from edgedistill.training.distill.student import build_student, default_layer_map
+from edgedistill.core.errors import ConfigError, ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,7 +160,7 @@ def test_config_refuses_inconsistent_distill_settings():
 def test_gradients_reach_the_student_only(tiny_teacher, tmp_path):
     from transformers import TrainingArguments
 
-    from edgedistill.distill.trainer import DistillationTrainer, StudentWithProjection
+    from edgedistill.training.distill.trainer import DistillationTrainer, StudentWithProjection
 
     student, _ = build_student(tiny_teacher, 2, hidden_size=16)
     module = StudentWithProjection(student, torch.nn.ModuleList([torch.nn.Linear(16, 32)]))
@@ -215,13 +215,13 @@ def test_baseline_starts_from_the_checkpoint_the_teacher_was_fine_tuned_from(dis
 def test_pretrained_init_copies_the_pretrained_layers(distilled, tiny_encoder_dir, toy_data_dir, tmp_path):
     from transformers import AutoModel
 
-    from edgedistill.data import load_task_data
-    from edgedistill.distill.stage import _initial_student
-    from edgedistill.models import load_classifier
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.training.distill.stage import _initial_student
+    from edgedistill.tasks.classification import TASK
 
     config, _ = distilled
     teacher_dir = Path(config.workdir) / "teacher"
-    teacher = load_classifier(teacher_dir)
+    teacher = TASK.load_model(teacher_dir)
     data = load_task_data(config.data, seed=config.seed)
     pretrained = AutoModel.from_pretrained(tiny_encoder_dir)
     student, layer_map, _ = _initial_student(config, "baseline", teacher, teacher_dir, data, None)
@@ -247,7 +247,7 @@ def test_student_folder_loads_with_auto_classes_and_runs_on_tokenizer_output(dis
 
 
 def test_second_run_is_cached(distilled, caplog):
-    from edgedistill.distill import run_distill
+    from conftest import run_distill
 
     config, first = distilled
     with caplog.at_level("INFO", logger="edgedistill"):
@@ -257,7 +257,7 @@ def test_second_run_is_cached(distilled, caplog):
 
 
 def test_cached_teacher_logits_and_narrow_student(tmp_path, distilled, toy_data_dir):
-    from edgedistill.distill import run_distill
+    from conftest import run_distill
 
     config, _ = distilled
     teacher_dir = Path(config.workdir) / "teacher"
@@ -277,7 +277,7 @@ def test_cached_teacher_logits_and_narrow_student(tmp_path, distilled, toy_data_
 
 def test_intermediate_layer_losses_train_on_hidden_states_and_attentions(tmp_path, distilled, toy_data_dir):
     """TinyBERT-style task distillation: hidden-state MSE and attention KL on uniformly paired layers."""
-    from edgedistill.distill import run_distill
+    from conftest import run_distill
 
     config, _ = distilled
     layered = distill_config(tmp_path / "layers", Path(config.workdir) / "teacher", toy_data_dir, **{
@@ -294,7 +294,7 @@ def test_intermediate_layer_losses_train_on_hidden_states_and_attentions(tmp_pat
 
 def test_two_phase_schedule_trains_the_layers_first_then_the_prediction(tmp_path, distilled, toy_data_dir):
     """TinyBERT's schedule: the intermediate-layer losses alone, then kd + ce on the same student."""
-    from edgedistill.distill import run_distill
+    from conftest import run_distill
 
     config, _ = distilled
     two_phase = distill_config(tmp_path / "phases", Path(config.workdir) / "teacher", toy_data_dir, **{
@@ -321,7 +321,7 @@ def test_attention_loss_reads_the_training_students_probabilities_before_dropout
     zeros (a KL of ~28 nats each) and not sum to 1. While the attention loss is on they must be whole."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from edgedistill.distill.stage import _attention_probabilities
+    from edgedistill.training.distill.stage import _attention_probabilities
 
     torch.manual_seed(0)
     teacher = BertForSequenceClassification(BertConfig(
@@ -345,7 +345,7 @@ def test_switching_to_eager_attention_logs_nothing():
 
     from transformers import BertConfig, BertForSequenceClassification
 
-    from edgedistill.distill.stage import _attention_probabilities
+    from edgedistill.training.distill.stage import _attention_probabilities
 
     teacher = BertForSequenceClassification(BertConfig(
         vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)).eval()
@@ -405,7 +405,7 @@ def test_two_process_launch(tmp_path, distilled, toy_data_dir, launcher):
 def test_killed_distillation_resumes_from_its_checkpoint(tmp_path, distilled, toy_data_dir, monkeypatch, caplog):
     from transformers import TrainerCallback
 
-    from edgedistill.distill import run_distill
+    from conftest import run_distill
 
     config, _ = distilled
     teacher_dir = Path(config.workdir) / "teacher"
@@ -438,7 +438,7 @@ def test_killed_two_phase_distillation_resumes_in_its_second_phase(tmp_path, dis
     from transformers import TrainerCallback
 
     from edgedistill import training
-    from edgedistill.distill import run_distill
+    from conftest import run_distill
 
     config, _ = distilled
     resumable = distill_config(tmp_path, Path(config.workdir) / "teacher", toy_data_dir, **{

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedistill.backends.base import InputTooLongError
-from edgedistill.backends.coreml import CoreMLRunner, EmulatedCoreMLRunner, coreml_runtime_available
-from edgedistill.backends.coreml_spec import describe_package
-from edgedistill.backends.mil_emulator import MILEmulator, UnsupportedOpError
-from edgedistill.errors import ConfigError, ExportError
-from edgedistill.export import ExportSettings, export_target
-from edgedistill.targets import load_target
+from edgedistill.export.backends.base import InputTooLongError
+from edgedistill.export.backends.coreml import CoreMLRunner, EmulatedCoreMLRunner, coreml_runtime_available
+from edgedistill.export.backends.coreml_spec import describe_package
+from edgedistill.export.backends.mil_emulator import MILEmulator, UnsupportedOpError
+from edgedistill.core.errors import ConfigError, ExportError
+from edgedistill.export.stage import ExportSettings, export_target
+from edgedistill.core.targets import load_target
 
 SETTINGS = ExportSettings(max_length=16, threads=1, calibration_samples=0, seed=0)
 
@@ -138,7 +138,7 @@ def test_the_emulator_runs_a_bert_classifier_with_either_attention(tmp_path, tin
 
 
 def test_the_emulator_names_an_op_it_has_no_rule_for(artifacts, monkeypatch):
-    from edgedistill.backends import mil_emulator
+    from edgedistill.export.backends import mil_emulator
 
     monkeypatch.delitem(mil_emulator._RULES, "gelu")
     with pytest.raises(UnsupportedOpError, match="no numpy rule for op\\(s\\) gelu"):
@@ -219,7 +219,7 @@ def test_bench_reports_emulated_accuracy_and_no_latency(tmp_path, artifacts, dat
 def test_emulator_rules_agree_with_reference_math():
     """Rules no tiny export exercises, checked against torch/numpy on fixed inputs."""
     import torch
-    from edgedistill.backends.mil_emulator import _RULES
+    from edgedistill.export.backends.mil_emulator import _RULES
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedistill.backends.base import Artifact, ParityError
-from edgedistill.config import TargetConfig
-from edgedistill.errors import ConfigError, DataError, EdgeDistillError, ModelError
-from edgedistill.export import ExportSettings, check_files, export_target, verify_artifact
-from edgedistill.hashing import sha256_file
-from edgedistill.targets import load_target
+from edgedistill.export.backends.base import Artifact, ParityError
+from edgedistill.core.config import TargetConfig
+from edgedistill.core.errors import ConfigError, DataError, EdgeDistillError, ModelError
+from edgedistill.export.stage import ExportSettings, check_files, export_target, verify_artifact
+from edgedistill.core.hashing import sha256_file
+from edgedistill.core.targets import load_target
 
 PROFILES = ["pytorch-fp32", "onnx-fp32", "onnx-fp32-fused", "onnx-fp16", "onnx-int8-dynamic",
             "onnx-int8-dynamic-per-tensor", "onnx-int8-static", "onnx-fused-int8-dynamic"]
@@ -82,7 +82,7 @@ def test_planted_mismatch_fails_the_gate_and_leaves_nothing(tmp_path, tiny_stude
     import onnx
     from onnx import numpy_helper
 
-    from edgedistill.backends.onnx import OnnxBackend
+    from edgedistill.export.backends.onnx import OnnxBackend
 
     original = OnnxBackend._export_fp32
 
@@ -107,7 +107,7 @@ def test_a_failed_export_keeps_the_previous_artifact(tmp_path, tiny_student_dir,
     out = tmp_path / "art"
     export(tiny_student_dir, load_target("onnx-fp32"), data, out)
     before = sha256_file(out / "model.onnx")
-    from edgedistill.backends.onnx import OnnxBackend
+    from edgedistill.export.backends.onnx import OnnxBackend
 
     def broken(*args, **kwargs):
         raise RuntimeError("converter crashed")
@@ -122,7 +122,7 @@ def test_a_failed_export_keeps_the_previous_artifact(tmp_path, tiny_student_dir,
 def test_truncated_model_file_is_named(tmp_path, artifacts):
     import shutil
 
-    from edgedistill.backends.onnx import OnnxRunner
+    from edgedistill.export.backends.onnx import OnnxRunner
 
     copy = tmp_path / "copy"
     shutil.copytree(artifacts["onnx-fp32"].path, copy)
@@ -149,8 +149,8 @@ def test_verify_detects_a_one_byte_change_and_passes_when_intact(tmp_path, artif
 
 
 def test_empty_calibration_set_is_a_clear_error(tmp_path, tiny_student_dir, data):
-    from edgedistill.backends.base import Calibration
-    from edgedistill.backends.onnx import OnnxBackend
+    from edgedistill.export.backends.base import Calibration
+    from edgedistill.export.backends.onnx import OnnxBackend
 
     with pytest.raises(DataError, match="the calibration sample needs at least one sentence"):
         export(tiny_student_dir, load_target("onnx-int8-static"), data, tmp_path / "a", calibration_samples=0)
@@ -161,7 +161,7 @@ def test_empty_calibration_set_is_a_clear_error(tmp_path, tiny_student_dir, data
 def test_bad_targets_are_named():
     with pytest.raises(ConfigError, match=r"unknown target 'onnx-int4'; the profiles are: .*onnx-fp32"):
         load_target("onnx-int4")
-    from edgedistill.backends.onnx import OnnxBackend
+    from edgedistill.export.backends.onnx import OnnxBackend
 
     with pytest.raises(ValueError, match="target x: precision 'palettize-4' is not built by the onnx backend"):
         TargetConfig(name="x", backend="onnx", precision="palettize-4")  # refused when the target is built

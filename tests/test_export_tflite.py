@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from edgedistill.backends.tflite import InputTooLongError, TFLiteRunner, dequantize
-from edgedistill.export import ExportSettings, export_target
-from edgedistill.targets import load_target
+from edgedistill.export.backends.tflite import InputTooLongError, TFLiteRunner, dequantize
+from edgedistill.export.stage import ExportSettings, export_target
+from edgedistill.core.targets import load_target
 
 SETTINGS = ExportSettings(max_length=16, threads=1, calibration_samples=64, seed=0)
 
@@ -86,7 +86,7 @@ def test_dequantize_uses_scale_and_zero_point():
 
 def test_signatures_share_one_xnnpack_weight_cache_file(artifacts, tmp_path, monkeypatch):
     """XNNPACK packs weights per signature; the cache file packs them once for every bucket."""
-    from edgedistill.backends.tflite import weight_cache_path
+    from edgedistill.export.backends.tflite import weight_cache_path
 
     monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path))
     path = artifacts["tflite-int8-dynamic"].path / "model.tflite"

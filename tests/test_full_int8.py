@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedistill.config import TargetConfig, Tolerance, load_config
-from edgedistill.devices import host_device
-from edgedistill.errors import ConfigError
-from edgedistill.export import ExportSettings, export_target
-from edgedistill.targets import load_target
+from edgedistill.core.config import TargetConfig, Tolerance, load_config
+from edgedistill.core.devices import host_device
+from edgedistill.core.errors import ConfigError
+from edgedistill.export.stage import ExportSettings, export_target
+from edgedistill.core.targets import load_target
 
 SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=64, seed=0)
 
@@ -31,7 +31,7 @@ def artifacts(tmp_path_factory, tiny_student_dir, data):
 def test_onnx_full_integer_matmuls_read_int8_weights_and_int8_activations(artifacts):
     import onnx
 
-    from edgedistill.backends.onnx_quant import QuantGraph
+    from edgedistill.export.backends.onnx_quant import QuantGraph
 
     graph = QuantGraph(onnx.load(str(artifacts["onnx-int8-static"].path / "model.onnx")))
     matmuls = [n for n in graph.model.graph.node if n.op_type == "MatMul"]
@@ -53,7 +53,7 @@ def test_onnx_full_integer_matmuls_read_int8_weights_and_int8_activations(artifa
 
 
 def test_tflite_full_integer_fully_connected_ops_are_int8_by_int8(artifacts):
-    from edgedistill.backends.tflite_quant import FlatModel
+    from edgedistill.export.backends.tflite_quant import FlatModel
 
     graph = FlatModel(artifacts["tflite-int8-static"].path / "model.tflite", "seq_32")
     fcs = [(inputs, outputs) for op, inputs, outputs, _ in graph.ops if op == "FULLY_CONNECTED"]
@@ -146,11 +146,11 @@ def _damage_onnx(path: Path, out: Path, tensor_fragment: str) -> str:
 def test_layer_error_table_ranks_a_damaged_onnx_tensor_first(artifacts, tiny_student_dir, data, tmp_path):
     from transformers import AutoTokenizer
 
-    from edgedistill.backends.onnx import OnnxBackend
-    from edgedistill.backends.onnx_quant import layer_errors
-    from edgedistill.quant_report import rank
-    from edgedistill.target_options import OnnxOptions
-    from edgedistill.verify import padded_batches
+    from edgedistill.export.backends.onnx import OnnxBackend
+    from edgedistill.export.backends.onnx_quant import layer_errors
+    from edgedistill.quant.report import rank
+    from edgedistill.core.target_options import OnnxOptions
+    from edgedistill.data.encoding import padded_batches
 
     artifact = artifacts["onnx-int8-static"]
     texts = data.eval.texts[:48]
@@ -168,10 +168,10 @@ def test_layer_error_table_ranks_a_damaged_onnx_tensor_first(artifacts, tiny_stu
 def test_layer_error_table_ranks_a_damaged_tflite_tensor_first(artifacts, tiny_student_dir, data, tmp_path):
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from edgedistill.backends.base import Artifact
-    from edgedistill.backends.tflite import TFLiteBackend
-    from edgedistill.backends.tflite_quant import FlatModel
-    from edgedistill.quant_report import rank, short_name
+    from edgedistill.export.backends.base import Artifact
+    from edgedistill.export.backends.tflite import TFLiteBackend
+    from edgedistill.export.backends.tflite_quant import FlatModel
+    from edgedistill.quant.report import rank, short_name
 
     original = artifacts["tflite-int8-static"]
     copy = tmp_path / "damaged"
@@ -205,7 +205,7 @@ def test_verify_layers_prints_the_table(artifacts, export_data_dir, capsys):
 
 
 def test_layer_errors_refuse_a_dynamic_artifact(tiny_student_dir, data, tmp_path):
-    from edgedistill.backends.onnx import OnnxBackend
+    from edgedistill.export.backends.onnx import OnnxBackend
 
     artifact = export_target(tiny_student_dir, load_target("onnx-int8-dynamic"), data, tmp_path / "d", SETTINGS)
     assert artifact.info["structure"]["integer"]["int8_mac_fraction"] == 0.0
@@ -267,14 +267,14 @@ def test_option_lists_match_the_quantizers_registries():
     from ai_edge_quantizer.qtyping import TFLOperationName
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-    from edgedistill.target_options import ONNX_QUANTIZABLE_OPS, TFLITE_QUANTIZABLE_OPS
+    from edgedistill.core.target_options import ONNX_QUANTIZABLE_OPS, TFLITE_QUANTIZABLE_OPS
 
     assert set(ONNX_QUANTIZABLE_OPS) == set(QDQRegistry) | set(QLinearOpsRegistry)
     assert set(TFLITE_QUANTIZABLE_OPS) == {t.value for t in TFLOperationName} - {"*", "INPUT", "OUTPUT"}
 
 
 def test_emulator_quantize_rounds_half_to_even_and_saturates():
-    from edgedistill.backends.mil_emulator import _RULES
+    from edgedistill.export.backends.mil_emulator import _RULES
 
     x = np.array([0.05, 0.15, -0.25, 30.0, -30.0], dtype=np.float32)
     q = _RULES["quantize"]({"input": x, "scale": np.float32(0.1), "zero_point": np.int8(0),
@@ -306,10 +306,10 @@ def test_coreml_w8a8_carries_activation_quantization_and_passes_on_the_emulator(
 def test_qat_wrappers_cover_every_linear_and_strip_back(tiny_student_dir):
     import torch
 
-    from edgedistill.distill.qat import FakeQuantLinear, fake_quant_layers, prepare_qat, strip_qat
-    from edgedistill.models import load_classifier
+    from edgedistill.training.distill.qat import FakeQuantLinear, fake_quant_layers, prepare_qat, strip_qat
+    from edgedistill.tasks.classification import TASK
 
-    model = load_classifier(tiny_student_dir).eval()
+    model = TASK.load_model(tiny_student_dir).eval()
     linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     ids = torch.tensor([[2, 7, 9, 3]])
     before = model(input_ids=ids).logits
@@ -329,7 +329,7 @@ def test_qat_wrappers_cover_every_linear_and_strip_back(tiny_student_dir):
 def test_qat_role_is_written_as_a_plain_checkpoint(tmp_path, tiny_encoder_dir, toy_data_dir):
     from transformers import AutoModelForSequenceClassification
 
-    from edgedistill.distill import run_distill
+    from conftest import run_distill
     from test_distill import distill_config
 
     config = distill_config(tmp_path / "run", tiny_encoder_dir, toy_data_dir,
@@ -346,7 +346,7 @@ def test_qat_role_is_written_as_a_plain_checkpoint(tmp_path, tiny_encoder_dir, t
 
 def _save_beside_tokenizer(model, source: Path, out: Path) -> Path:
     """``model`` saved to ``out`` with the tokenizer files of ``source``: a checkpoint the exporters take."""
-    from edgedistill.model_files import TOKENIZER_FILES
+    from edgedistill.export.model_files import TOKENIZER_FILES
 
     model.save_pretrained(out)
     for name in TOKENIZER_FILES:
@@ -360,9 +360,9 @@ def _plant_outlier(source: Path, out: Path, channel: int, gain: float = 300.0) -
     BERT's residual-stream outliers are (the next LayerNorm takes most of it back out)."""
     import torch
 
-    from edgedistill.models import load_classifier
+    from edgedistill.tasks.classification import TASK
 
-    model = load_classifier(source)
+    model = TASK.load_model(source)
     lin2 = model.distilbert.transformer.layer[0].ffn.lin2
     with torch.no_grad():
         lin2.weight[channel] *= gain
@@ -374,12 +374,12 @@ def test_outlier_split_finds_the_channel_keeps_the_function_and_merges_back(tiny
     import torch
     from transformers import AutoTokenizer
 
-    from edgedistill.distill.qat import prepare_qat, strip_qat
-    from edgedistill.models import load_classifier
-    from edgedistill.outlier_split import SplitLinear, find_outlier_channels, merge_outlier_split, split_outlier_channels
+    from edgedistill.training.distill.qat import prepare_qat, strip_qat
+    from edgedistill.tasks.classification import TASK
+    from edgedistill.quant.outlier_split import SplitLinear, find_outlier_channels, merge_outlier_split, split_outlier_channels
 
     planted = _plant_outlier(tiny_student_dir, tmp_path / "planted", channel=5)
-    model = load_classifier(planted).eval()
+    model = TASK.load_model(planted).eval()
     tokenizer = AutoTokenizer.from_pretrained(planted)
     texts = ["a gripping , funny film", "dull and far too long", "the cast is fine", "not worth the ticket"]
     plan = find_outlier_channels(model, tokenizer, texts, 32, ratio=8.0)
@@ -401,8 +401,8 @@ def test_outlier_split_finds_the_channel_keeps_the_function_and_merges_back(tiny
 
 
 def test_tflite_gives_an_outlier_channel_its_own_int8_layer_and_scale(tiny_student_dir, data, tmp_path):
-    from edgedistill.backends.tflite_quant import FlatModel
-    from edgedistill.backends.tflite import BACKEND
+    from edgedistill.export.backends.tflite_quant import FlatModel
+    from edgedistill.export.backends.tflite import BACKEND
 
     planted = _plant_outlier(tiny_student_dir, tmp_path / "planted", channel=5)
     target = load_target("tflite-int8-static")  # the output side alone: the next layers' inputs stay whole
@@ -454,7 +454,7 @@ def _tflite_static(**options) -> TargetConfig:
 
 def _activation_ranges(path: Path) -> dict[str, float]:
     """The int8 scale of each quantized activation and matmul output of the 32-token signature, by name."""
-    from edgedistill.backends.tflite_quant import FlatModel
+    from edgedistill.export.backends.tflite_quant import FlatModel
 
     graph = FlatModel(path / "model.tflite", "seq_32")
     scales = {}
@@ -501,7 +501,7 @@ def test_tflite_ranges_over_real_tokens_are_within_the_padded_ones_and_narrower_
 def _output_scales_by_layer(path: Path, signature: str) -> dict[int, float]:
     """The int8 output scale of each FULLY_CONNECTED of one signature, keyed by its weight buffer (shared by
     every signature)."""
-    from edgedistill.backends.tflite_quant import FlatModel
+    from edgedistill.export.backends.tflite_quant import FlatModel
 
     graph = FlatModel(path / "model.tflite", signature)
     return {int(graph.tensors[inputs[1]].buffer): float(graph.tensors[outputs[0]].quantization.scale[0])
@@ -525,7 +525,7 @@ def test_tflite_real_token_ranges_are_shared_by_every_bucket(tiny_student_dir, d
 
 
 def test_float_cls_row_keeps_the_one_row_matmuls_float_and_the_rest_int8(tiny_student_dir, data, tmp_path):
-    from edgedistill.backends.tflite_quant import FlatModel
+    from edgedistill.export.backends.tflite_quant import FlatModel
 
     artifact = export_target(tiny_student_dir, _tflite_static(float_cls_row=True), data, tmp_path / "a", SETTINGS)
     graph = FlatModel(artifact.path / "model.tflite", "seq_32")
@@ -548,7 +548,7 @@ def test_tflite_splits_outliers_on_both_sides_of_a_layer(tiny_student_dir, data,
     """A FULLY_CONNECTED with an outlier input channel and an outlier output channel: split on its input, then
     each part on its output; the logits come closer to PyTorch's and every encoder matmul stays int8 (a
     one-channel narrow layer is lowered to a float broadcast multiply)."""
-    from edgedistill.backends.tflite_quant import FlatModel
+    from edgedistill.export.backends.tflite_quant import FlatModel
 
     planted = _plant_input_outlier(_plant_outlier(tiny_student_dir, tmp_path / "out", channel=5),
                                    tmp_path / "both", channel=7)
@@ -574,9 +574,9 @@ def _plant_input_outlier(source: Path, out: Path, channel: int, gain: float = 60
     curve, with one input channel of lin2 far above the rest (as the SST-2 student's GELU channel 856)."""
     import torch
 
-    from edgedistill.models import load_classifier
+    from edgedistill.tasks.classification import TASK
 
-    model = load_classifier(source)
+    model = TASK.load_model(source)
     ffn = model.distilbert.transformer.layer[0].ffn
     with torch.no_grad():
         ffn.lin1.weight[channel] *= gain
@@ -589,11 +589,11 @@ def test_input_outlier_split_finds_the_channel_keeps_the_function_and_merges_bac
     import torch
     from transformers import AutoTokenizer
 
-    from edgedistill.models import load_classifier
-    from edgedistill.outlier_split import InputSplitLinear, find_outlier_channels, merge_outlier_split, split_outlier_channels
+    from edgedistill.tasks.classification import TASK
+    from edgedistill.quant.outlier_split import InputSplitLinear, find_outlier_channels, merge_outlier_split, split_outlier_channels
 
     planted = _plant_input_outlier(tiny_student_dir, tmp_path / "planted", channel=7)
-    model = load_classifier(planted).eval()
+    model = TASK.load_model(planted).eval()
     tokenizer = AutoTokenizer.from_pretrained(planted)
     texts = ["a gripping , funny film", "dull and far too long", "the cast is fine", "not worth the ticket"]
     plan = find_outlier_channels(model, tokenizer, texts, 32, ratio=8.0, side="input")
@@ -617,13 +617,13 @@ def test_both_sides_split_one_layer_keeps_the_function_and_merges_back(tiny_stud
     import torch
     from transformers import AutoTokenizer
 
-    from edgedistill.models import load_classifier
-    from edgedistill.outlier_split import (InputSplitLinear, SplitLinear, apply_plan, merge_outlier_split,
+    from edgedistill.tasks.classification import TASK
+    from edgedistill.quant.outlier_split import (InputSplitLinear, SplitLinear, apply_plan, merge_outlier_split,
                                            read_plan)
 
     planted = _plant_input_outlier(_plant_outlier(tiny_student_dir, tmp_path / "out", channel=5),
                                    tmp_path / "both", channel=7)
-    model = load_classifier(planted).eval()
+    model = TASK.load_model(planted).eval()
     tokenizer = AutoTokenizer.from_pretrained(planted)
     batch = tokenizer(["a gripping , funny film", "dull and far too long"], padding=True, return_tensors="pt")
     lin2 = "distilbert.transformer.layer.0.ffn.lin2"
@@ -646,7 +646,7 @@ def test_both_sides_split_one_layer_keeps_the_function_and_merges_back(tiny_stud
 def test_coreml_w8a8_gives_an_outlier_input_channel_its_own_scale(tiny_student_dir, data, tmp_path):
     """Core ML quantizes the linear layers' inputs, one scale per tensor: with the planted channel split off,
     the wide lin2 input keeps its resolution and the emulated logits stay closer to PyTorch."""
-    from edgedistill.backends.mil_emulator import MILEmulator
+    from edgedistill.export.backends.mil_emulator import MILEmulator
 
     planted = _plant_input_outlier(tiny_student_dir, tmp_path / "planted", channel=7)
     target = load_target("coreml-int8-static")

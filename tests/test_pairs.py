@@ -11,7 +11,7 @@ import pytest
 from conftest import FILLER, NEGATIVE, POSITIVE
 from test_pipeline import tiny_run_config
 
-from edgedistill.export import ExportSettings
+from edgedistill.export.stage import ExportSettings
 
 SETTINGS = ExportSettings(max_length=24, threads=1, calibration_samples=8, seed=0)
 
@@ -71,9 +71,9 @@ def test_a_pair_task_runs_from_teacher_to_bench_on_both_sentences(pair_run):
 def test_the_gate_and_calibration_encode_pairs_as_training_did(pair_data_dir, tiny_encoder_dir):
     from transformers import AutoTokenizer
 
-    from edgedistill.config import load_config
-    from edgedistill.data import load_task_data
-    from edgedistill.verify import padded_batches
+    from edgedistill.core.config import load_config
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.data.encoding import padded_batches
 
     config = load_config(overrides={"data.dataset": str(pair_data_dir), "data.text_column": "premise",
                                     "data.text_pair_column": "hypothesis"})
@@ -93,7 +93,7 @@ def test_the_reference_runner_gives_a_bert_pair_its_token_types(tmp_path, tiny_t
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from conftest import make_tiny_bert
-    from edgedistill.backends.pytorch import PyTorchRunner
+    from edgedistill.export.backends.pytorch import PyTorchRunner
 
     folder = make_tiny_bert(tmp_path / "bert", tiny_tokenizer_dir, with_head=True)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -121,10 +121,10 @@ def test_a_bert_export_of_a_pair_task_passes_the_fp32_gate_with_its_token_types(
     from transformers import AutoModelForSequenceClassification
 
     from conftest import make_tiny_bert
-    from edgedistill.config import TargetConfig, load_config
-    from edgedistill.data import load_task_data
-    from edgedistill.export import export_target
-    from edgedistill.targets import load_target
+    from edgedistill.core.config import TargetConfig, load_config
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.export.stage import export_target
+    from edgedistill.core.targets import load_target
 
     folder = make_tiny_bert(tmp_path / "bert", tiny_tokenizer_dir, with_head=True)
     model = AutoModelForSequenceClassification.from_pretrained(folder)
@@ -146,11 +146,11 @@ def test_a_bert_export_of_a_pair_task_passes_the_fp32_gate_with_its_token_types(
 def test_the_onnx_tokenizer_graph_refuses_a_pair_task(tmp_path, tiny_tokenizer_dir, pair_data_dir):
     pytest.importorskip("onnxruntime_extensions")
     from conftest import make_tiny_bert
-    from edgedistill.config import load_config
-    from edgedistill.data import load_task_data
-    from edgedistill.errors import ConfigError
-    from edgedistill.export import export_target
-    from edgedistill.targets import load_target
+    from edgedistill.core.config import load_config
+    from edgedistill.data.task_data import load_task_data
+    from edgedistill.core.errors import ConfigError
+    from edgedistill.export.stage import export_target
+    from edgedistill.core.targets import load_target
 
     folder = make_tiny_bert(tmp_path / "bert", tiny_tokenizer_dir, with_head=True)
     config = load_config(overrides={"data.dataset": str(pair_data_dir), "data.text_column": "premise",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.config import load_config
-from edgedistill.errors import ConfigError
+from edgedistill.core.config import load_config
+from edgedistill.core.errors import ConfigError
 from edgedistill.pipeline import run_pipeline, select_stages, verify_run
 
 TINY_TARGETS = [
@@ -108,10 +108,10 @@ def test_unknown_target_fails_before_any_training(tmp_path, tiny_encoder_dir, to
 
 
 def test_an_artifact_built_by_other_export_code_is_rebuilt(finished_run, monkeypatch, caplog):
-    import edgedistill.export
+    import edgedistill.export.stage
 
     config, _ = finished_run
-    monkeypatch.setattr(edgedistill.export, "exporter_fingerprint", lambda: "another version of the exporters")
+    monkeypatch.setattr(edgedistill.export.stage, "exporter_fingerprint", lambda: "another version of the exporters")
     with caplog.at_level("INFO", logger="edgedistill"):
         again = run_pipeline(config, only="export")
     assert not any(e["cached"] for e in again["stages"]["export"].values())

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.config import load_config
-from edgedistill.errors import EdgeDistillError
-from edgedistill.export import ExportSettings, export_target, verify_artifact
-from edgedistill.golden import HARD_CASES
-from edgedistill.targets import load_target
+from edgedistill.core.config import load_config
+from edgedistill.core.errors import EdgeDistillError
+from edgedistill.export.stage import ExportSettings, export_target, verify_artifact
+from edgedistill.export.golden import HARD_CASES
+from edgedistill.core.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ExportSettings(max_length=32, threads=1, calibration_samples=0, seed=0)
@@ -102,18 +102,18 @@ def test_model_card_names_the_inputs_as_the_file_does(shipped, name):
 
 
 def test_readme_examples_are_the_card_templates(tmp_path):
-    from edgedistill.model_card import readme_examples
+    from edgedistill.export.model_card import readme_examples
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- card-examples:start.*?-->\n(.*?)\n<!-- card-examples:end -->", readme, re.S)
     assert block is not None, "README.md lost its generated examples block"
     assert block.group(1).strip() == readme_examples().strip(), \
-        "README examples differ from edgedistill/model_card.py: run python -m edgedistill.model_card > block"
+        "README examples differ from edgedistill/model_card.py: run python -m edgedistill.export.model_card > block"
 
 
 @pytest.mark.parametrize("name", ["checkpoint", *TARGETS])
 def test_predict_on_a_checkpoint_and_every_backend(shipped, tiny_student_dir, name):
-    from edgedistill.predict import open_model
+    from edgedistill.bench.predict import open_model
 
     path = tiny_student_dir if name == "checkpoint" else shipped[name].path
     predictor = open_model(path, threads=1)
@@ -156,8 +156,8 @@ def test_onnx_with_the_tokenizer_inside_takes_strings(tiny_student_dir, data, tm
     """model_with_tokenizer.onnx: ids equal to the Hugging Face tokenizer's on every eval sentence and hard
     case, logits those of model.onnx; a pair task is refused."""
     pytest.importorskip("onnxruntime_extensions")
-    from edgedistill.backends.onnx_tokenizer import OnnxTextRunner
-    from edgedistill.errors import ConfigError
+    from edgedistill.export.backends.onnx_tokenizer import OnnxTextRunner
+    from edgedistill.core.errors import ConfigError
 
     target = load_target("onnx-int8-dynamic-with-tokenizer")
     artifact = export_target(tiny_student_dir, target, data, tmp_path / "text", SETTINGS)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.config import load_config
-from edgedistill.errors import ModelError
-from edgedistill.teacher import run_teacher
+from edgedistill.core.config import load_config
+from edgedistill.core.errors import ModelError
+from edgedistill.training.teacher import run_teacher
 
 
 def teacher_config(workdir: Path, model: Path, data: Path, **overrides):
@@ -115,7 +115,7 @@ def test_folder_that_is_not_a_model(tmp_path, toy_data_dir):
 
 
 def test_failed_rebuild_keeps_the_previous_teacher(tmp_path, trained, toy_data_dir, monkeypatch):
-    import edgedistill.teacher as teacher_module
+    import edgedistill.training.teacher as teacher_module
 
     _, first = trained
     config = teacher_config(tmp_path, first.path, toy_data_dir)
@@ -133,7 +133,7 @@ def test_failed_rebuild_keeps_the_previous_teacher(tmp_path, trained, toy_data_d
 
 
 def test_born_again_teacher_is_published_as_the_teacher(tmp_path, tiny_encoder_dir, toy_data_dir):
-    from edgedistill.distill.stage import pretrained_reference
+    from edgedistill.training.distill.stage import pretrained_reference
 
     config = teacher_config(tmp_path, tiny_encoder_dir, toy_data_dir, **{
         "teacher.epochs": 4, "teacher.born_again.enabled": True, "teacher.born_again.variants": 1,

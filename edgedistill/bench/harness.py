@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.host import host_info
+from edgedistill.core.errors import EdgeDistillError
+from edgedistill.core.host import host_info
+from edgedistill.tasks import DEFAULT_TASK, get_task, task_of_artifact, task_of_model
+from edgedistill.tasks.base import Task
 
 log = logging.getLogger("edgedistill.bench")
 
@@ -43,6 +46,7 @@ class BenchItem:
     source: Path | None = None
     model_files: tuple[Path, ...] = ()  # what its size counts (a folder counts every file in it)
     loader: str = ARTIFACT_LOADER  # "module:function" the worker calls with (path, threads) for a runner
+    task: str = DEFAULT_TASK  # what the model computes: how its outputs are scored
 
 
 @dataclass
@@ -86,8 +90,6 @@ def discover(paths: list[Path]) -> list[BenchItem]:
             for artifact in sorted((path / "artifacts").glob("*/artifact.json")):
                 items.append(_artifact_item(artifact.parent))
         else:
-            from edgedistill.errors import EdgeDistillError
-
             raise EdgeDistillError(f"{path}: not a model folder, an artifact folder or a workdir")
     return sorted(items, key=lambda i: (ROLE_ORDER.get(i.role, 9), i.kind != "checkpoint", i.name))
 
@@ -103,7 +105,8 @@ def checkpoint_item(path: Path, role: str | None = None) -> BenchItem:
     """A ``save_pretrained`` folder, run in PyTorch; its role from its ``metrics.json`` unless given."""
     role = role or _role_of(path)
     return BenchItem(f"{role}-pytorch-fp32", role, "checkpoint", path, "pytorch", "fp32", "pytorch-fp32",
-                     model_files=(path / "model.safetensors",), loader=CHECKPOINT_LOADER)
+                     model_files=(path / "model.safetensors",), loader=CHECKPOINT_LOADER,
+                     task=task_of_model(path).name)
 
 
 def _artifact_item(path: Path) -> BenchItem:
@@ -112,7 +115,8 @@ def _artifact_item(path: Path) -> BenchItem:
     role = _role_of(source)
     target = info["target"]
     return BenchItem(f"{role}-{target['name']}", role, "artifact", path, target["backend"], target["precision"],
-                     target["name"], source, model_files=tuple(path / name for name in info["model_files"]))
+                     target["name"], source, model_files=tuple(path / name for name in info["model_files"]),
+                     task=task_of_artifact(info).name)
 
 
 def _size_bytes(item: BenchItem) -> int:
@@ -144,7 +148,7 @@ def run_bench(items: list[BenchItem], texts: list[Any], labels: list[int], setti
             rows.append(row)
             if row_logits is not None:
                 logits[item.name] = row_logits
-    _cross_row_metrics(rows, logits, np.asarray(labels), settings)
+    _cross_row_metrics(rows, logits, np.asarray(labels), settings, _one_task(items))
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -161,6 +165,15 @@ def run_bench(items: list[BenchItem], texts: list[Any], labels: list[int], setti
     }
 
 
+def _one_task(items: list[BenchItem]) -> Task:
+    """The task every item computes: one report compares like with like."""
+    tasks = sorted({item.task for item in items})
+    if len(tasks) > 1:
+        raise EdgeDistillError(f"the models to benchmark compute different tasks ({', '.join(tasks)}); "
+                               "benchmark each task's models into its own report")
+    return get_task(tasks[0] if tasks else DEFAULT_TASK)
+
+
 def _measure(item: BenchItem, eval_file: Path, settings: BenchSettings, scratch: Path
              ) -> tuple[dict[str, Any], np.ndarray | None]:
     row: dict[str, Any] = {
@@ -174,7 +187,7 @@ def _measure(item: BenchItem, eval_file: Path, settings: BenchSettings, scratch:
             row["cls_only_last_layer"] = bool(info["target"].get("cls_only_last_layer", False))
             device = (info.get("device") or {}).get("target")
             if device:  # built for another class than this host: the latency is this host's, not the device's
-                from edgedistill.devices import host_device
+                from edgedistill.core.devices import host_device
 
                 row["device"], row["bench_host_device"] = device, host_device()
             structure = info.get("structure") or {}
@@ -217,10 +230,9 @@ def _reference_latency(row: dict[str, Any], settings: BenchSettings) -> dict[str
 
 
 def _cross_row_metrics(rows: list[dict[str, Any]], logits: dict[str, np.ndarray], labels: np.ndarray,
-                       settings: BenchSettings) -> None:
-    """Accuracy, agreement with the teacher and the fp32 student, logit drift, speed-ups and size ratios."""
-    from edgedistill.training import classification_metrics
-
+                       settings: BenchSettings, task: Task) -> None:
+    """The task's metrics, agreement with the teacher and the fp32 student, output drift, speed-ups and size
+    ratios."""
     by_path = {r["path"]: r for r in rows if r["backend"] == "pytorch"}
     teacher = next((r for r in rows if r["role"] == "teacher" and r["backend"] == "pytorch"), None)
     student = next((r for r in rows if r["role"] == "student" and r["backend"] == "pytorch"), None)
@@ -230,16 +242,15 @@ def _cross_row_metrics(rows: list[dict[str, Any]], logits: dict[str, np.ndarray]
         if row["name"] not in logits:
             continue
         own = logits[row["name"]]
-        metrics = classification_metrics(own, labels)
-        row["accuracy"], row["f1_macro"] = metrics["accuracy"], metrics["f1_macro"]
+        row.update(task.metrics(own, labels))
         for key, other in (("agreement_with_teacher", teacher), ("agreement_with_fp32_student", student)):
             if other is not None and other["name"] in logits:
-                row[key] = float(np.mean(own.argmax(-1) == logits[other["name"]].argmax(-1)))
+                row[key] = task.agreement(own, logits[other["name"]])
         source = by_path.get(row["source"]) if row["source"] else row
         if source is not None and source["name"] in logits:
             diff = np.abs(own - logits[source["name"]])
             row["max_logit_diff"], row["mean_logit_diff"] = float(diff.max()), float(diff.mean())
-            row["agreement_with_source"] = float(np.mean(own.argmax(-1) == logits[source["name"]].argmax(-1)))
+            row["agreement_with_source"] = task.agreement(own, logits[source["name"]])
     for row in rows:
         ref = row.get("reference_latency")
         for key, other in (("teacher", teacher), ("fp32_student", student)):

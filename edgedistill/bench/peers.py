@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 
 from edgedistill.bench.harness import BenchItem
-from edgedistill.errors import ExportError
+from edgedistill.core.errors import ExportError
+from edgedistill.data.encoding import pad_to
+from edgedistill.tasks import task_of_model
+
 
 class PlainOnnxRunner:
     """``onnxruntime.InferenceSession`` with ``intra_op_num_threads`` and nothing else."""
@@ -59,10 +62,7 @@ class PlainTFLiteRunner:
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         rows = []
         for ids, mask in zip(input_ids, attention_mask, strict=True):
-            used = min(len(ids), self.length)
-            padded_ids = np.zeros((1, self.length), dtype=self.dtype)
-            padded_mask = np.zeros((1, self.length), dtype=self.dtype)
-            padded_ids[0, :used], padded_mask[0, :used] = ids[:used], mask[:used]
+            padded_ids, padded_mask = pad_to(ids[np.asarray(mask, dtype=bool)], self.length, dtype=self.dtype)
             out = self.runner(**{self.names[0]: padded_ids, self.names[1]: padded_mask})
             rows.append(next(iter(out.values())).reshape(1, -1))
         return np.concatenate(rows).astype(np.float32)
@@ -75,7 +75,8 @@ def peer_item(name: str, backend: str, path: Path, source: Path) -> BenchItem:
     """A peer's folder (``backend``: onnx or tflite, built by :func:`build_onnx_peer` / :func:`build_tflite_peer`)
     as a bench item, run by the peer's plain runner."""
     return BenchItem(name, name.split("-")[0], f"peer-{backend}", path, backend, "int8-dynamic", name, source,
-                     model_files=(_model_file(backend, path),), loader=f"edgedistill.bench.peers:load_{backend}_peer")
+                     model_files=(_model_file(backend, path),), loader=f"edgedistill.bench.peers:load_{backend}_peer",
+                     task=task_of_model(source).name)
 
 
 def load_onnx_peer(path: Path, threads: int) -> PlainOnnxRunner:
@@ -92,11 +93,11 @@ def _model_file(kind: str, path: Path) -> Path:
 
 def build_onnx_peer(model_dir: Path, out: Path, isa: str) -> Path:
     """optimum-cli export + optimum-cli quantize, exactly as their documentation shows."""
-    from edgedistill.model_files import copy_side_files
+    from edgedistill.export.model_files import copy_side_files
 
     cli = str(Path(sys.executable).with_name("optimum-cli"))
     export_dir = out.with_name(out.name + "-fp32")
-    for command in ([cli, "export", "onnx", "--model", str(model_dir), "--task", "text-classification",
+    for command in ([cli, "export", "onnx", "--model", str(model_dir), "--task", task_of_model(model_dir).optimum_task,
                      str(export_dir)],
                     [cli, "onnxruntime", "quantize", "--onnx_model", str(export_dir), f"--{isa}", "-o", str(out)]):
         done = subprocess.run(command, capture_output=True, text=True)
@@ -111,12 +112,11 @@ def build_tflite_peer(model_dir: Path, out: Path, seq: int) -> Path:
     import litert_torch
     import torch
     from ai_edge_quantizer import quantizer, recipe
-    from transformers import AutoModelForSequenceClassification
 
-    from edgedistill.model_files import copy_side_files
+    from edgedistill.export.model_files import copy_side_files
 
     out.mkdir(parents=True, exist_ok=True)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    model = task_of_model(model_dir).load_model(model_dir).eval()
     sample = (torch.zeros(1, seq, dtype=torch.long), torch.ones(1, seq, dtype=torch.long))
     fp32 = out / "model_fp32.tflite"
     litert_torch.convert(model, sample).export(str(fp32))

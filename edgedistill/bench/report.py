@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgedistill.atomic import write_json_atomic
+from edgedistill.core.atomic import write_json_atomic
 
 _MB = 1e6
 
@@ -72,7 +72,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(row.get('load_s'), '.2f')} |")
     lines += ["", "## Latency by shape (p50 ms)", ""]
     shapes = [(b, q) for b in s["batch_sizes"] for q in s["seq_lengths"]]
-    lines.append("| model | " + " | ".join(f"b{b} s{q}" for b, q in shapes) + " | real SST-2 lengths, b1 (sent/s) |")
+    lines.append("| model | " + " | ".join(f"b{b} s{q}" for b, q in shapes) + " | real eval lengths, b1 (sent/s) |")
     lines.append("| --- |" + " --- |" * (len(shapes) + 1))
     for row in report["rows"]:
         if row["status"] != "ok":
@@ -96,6 +96,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     if notes:
         lines += ["† No latency for these rows, by design: " + "; ".join(notes) + ". Their accuracy and "
                   "agreement come from that emulation, not from the device runtime.", ""]
+    failed = report.get("failed_artifacts") or {}
+    if failed:
+        lines += ["## Artifacts that failed their gate", "",
+                  f"{len(failed)} requested artifact(s) were not written: each failed its verification against the "
+                  "checkpoint it came from (`edgedistill run` exits 1).", "",
+                  "| artifact | reason |", "| --- | --- |"]
+        lines += [f"| {name} | {reason.splitlines()[0][:400].replace('|', '/')} |" for name, reason in sorted(failed.items())]
+        lines.append("")
     integer_rows = [row for row in report["rows"] if row.get("integer")]
     if integer_rows:
         lines += ["## Integer coverage", "",

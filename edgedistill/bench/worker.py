@@ -56,13 +56,13 @@ def synthetic_inputs(tokenizer: Any, batch: int, seq: int, seed: int = 0) -> tup
 
 
 def load_checkpoint(path: Path, threads: int) -> Any:
-    from edgedistill.backends.pytorch import PyTorchRunner
+    from edgedistill.export.backends.pytorch import PyTorchRunner
 
     return PyTorchRunner(path, threads)
 
 
 def load_artifact(path: Path, threads: int) -> Any:
-    from edgedistill.backends.base import Artifact, get_backend
+    from edgedistill.export.backends.base import Artifact, get_backend
 
     artifact = Artifact.open(path)
     return get_backend(artifact.target.backend).load(artifact, threads)
@@ -137,7 +137,7 @@ def main(argv: list[str]) -> int:
     import os
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from edgedistill.logs import quiet_third_party
+    from edgedistill.core.logs import quiet_third_party
 
     quiet_third_party()
     result = run(spec)

@@ -1,5 +1,0 @@
-"""Backends: one module per format, each meeting the contract in :mod:`edgedistill.backends.base`."""
-
-from edgedistill.backends.base import Artifact, ParityError, backend_names, get_backend
-
-__all__ = ["Artifact", "ParityError", "backend_names", "get_backend"]

@@ -1,0 +1,90 @@
+"""Text to model inputs: encoding a sentence or a pair, padded batches, and fixed-shape buckets (one owner).
+
+Everything that turns text into ``(input_ids, attention_mask)`` goes through here, so training, the gate,
+calibration, golden vectors, ``predict`` and the benchmark all feed a model the same ids:
+
+* :func:`encode_one` / :func:`encode`: one row, or a split for the Trainer (unpadded);
+* :func:`padded_batches`: int64 batches padded to their longest row (or to ``max_length``);
+* :func:`bucket_for`, :func:`pad_to`, :func:`bucket_feed`: fixed-shape backends (TFLite signatures, Core ML
+  enumerated shapes) take the smallest bucket that holds a row, zero-padded; a TFLite signature is named
+  :func:`signature_name` of its bucket.
+
+Plain numpy; the tokenizer is whatever the caller loaded (Hugging Face ``transformers`` or ``tokenizers``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+# One row as a tokenizer takes it: a sentence, or a (sentence, pair) tuple. A list of them is one batch call
+# (Hugging Face tokenizers encode a list of tuples as pairs); one of them goes through ``encode_one``.
+Example = str | tuple[str, str]
+
+
+def encode_one(tokenizer: Any, example: Example, **kwargs: Any) -> Any:
+    """Tokenize one row, a sentence or a sentence pair, as training encoded it."""
+    return tokenizer(*example, **kwargs) if isinstance(example, tuple) else tokenizer(example, **kwargs)
+
+
+def token_ids(tokenizer: Any, example: Example, max_length: int) -> list[int]:
+    """The ids of one row, truncated to ``max_length`` tokens."""
+    return list(encode_one(tokenizer, example, truncation=True, max_length=max_length)["input_ids"])
+
+
+def encode(texts: list[str], text_pairs: list[str] | None, labels: Sequence[Any], tokenizer: Any, max_length: int,
+           *, with_token_type_ids: bool = False) -> list[dict]:
+    """Tokenize without padding (the collator pads each batch to its own longest row): a list of feature dicts
+    with ``labels``, which transformers' Trainer accepts as a dataset as it is."""
+    args = (texts, text_pairs) if text_pairs is not None else (texts,)
+    encoded = tokenizer(*args, truncation=True, max_length=max_length,
+                        return_token_type_ids=with_token_type_ids or text_pairs is not None)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    return [{**{k: encoded[k][i] for k in keys}, "labels": label} for i, label in enumerate(labels)]
+
+
+def padded_batches(inputs: Sequence[Example], tokenizer: Any, max_length: int, batch_size: int = 16,
+                   padding: bool | str = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(input_ids, attention_mask) int64 batches of sentences or sentence pairs, each padded to its own
+    longest row (``padding="max_length"``: every batch to ``max_length``; ``False``: batches of one, unpadded)."""
+    for start in range(0, len(inputs), batch_size):
+        encoded = tokenizer(list(inputs[start:start + batch_size]), padding=padding, truncation=True,
+                            max_length=max_length, return_tensors="np", return_token_type_ids=False)
+        yield encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
+
+
+def signature_name(bucket: int) -> str:
+    """The TFLite signature of one sequence bucket: ``seq_<length>``."""
+    return f"seq_{bucket}"
+
+
+def signature_bucket(name: str) -> int | None:
+    """The bucket a ``seq_<length>`` signature runs, or None for a signature of another name."""
+    prefix, _, length = name.partition("_")
+    return int(length) if prefix == "seq" and length.isdigit() else None
+
+
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket that holds ``length`` tokens (the largest when none does)."""
+    return next((b for b in buckets if b >= length), buckets[-1])
+
+
+def pad_to(ids: Sequence[int], width: int, rows: int = 1, dtype: Any = np.int32) -> tuple[np.ndarray, np.ndarray]:
+    """``ids`` zero-padded (or cut) to ``width``, repeated on ``rows`` rows, and the attention mask that marks them."""
+    used = min(len(ids), width)
+    row_ids = np.zeros((rows, width), dtype=dtype)
+    row_mask = np.zeros((rows, width), dtype=dtype)
+    row_ids[:, :used] = list(ids)[:used]
+    row_mask[:, :used] = 1
+    return row_ids, row_mask
+
+
+def bucket_feed(tokenizer: Any, example: Example, buckets: Sequence[int], rows: int = 1
+                ) -> tuple[int, dict[str, np.ndarray]]:
+    """One row encoded and padded to its bucket, as a fixed-shape signature's int32 feed: ``(bucket, feed)``."""
+    ids = token_ids(tokenizer, example, buckets[-1])
+    bucket = bucket_for(len(ids), buckets)
+    row_ids, row_mask = pad_to(ids, bucket, rows)
+    return bucket, {"input_ids": row_ids, "attention_mask": row_mask}

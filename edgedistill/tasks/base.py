@@ -1,0 +1,177 @@
+"""The contract every task meets, and the record the gate keeps of one artifact.
+
+A task is what a model computes and how its answers are judged. One module per task (registered in
+:mod:`edgedistill.tasks`) owns every task-specific fact, so the stages around it never branch on a task:
+
+* the models: which ``AutoModelFor...`` class a teacher and a checkpoint load as (:meth:`Task.load_model`),
+  the head a teacher is fine-tuned with (:meth:`Task.head_settings`), the student's class and head
+  (:meth:`Task.student_model`), the names of its outputs (:meth:`Task.output_names`);
+* training: the metrics the Trainer reports (:meth:`Task.metrics`), the distillation's prediction terms
+  (:meth:`Task.prediction_loss`), when a trained model learnt nothing (:meth:`Task.learnt_nothing`);
+* export: the module a converter traces (:meth:`Task.export_module`), the name optimum's exporter knows the
+  task by (``optimum_task``);
+* the gate: what it compares between an artifact and its checkpoint and how it judges that
+  (:meth:`Task.judge`), with each precision's default tolerance (:meth:`Task.tolerance`);
+* the outputs people read: golden vectors (:meth:`Task.describe_output`), ``predict``
+  (:meth:`Task.predictions`, :meth:`Task.render_predictions`), and the model card's wording
+  (:meth:`Task.card`).
+
+Outputs cross every boundary as numpy arrays: a runner's ``predict(input_ids, attention_mask)`` returns the
+task's output for each row (classification: logits ``[batch, labels]``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class GateReport:
+    """The gate's verdict on one artifact: the numbers it compared, the bounds, and every bound it broke."""
+
+    samples: int
+    max_abs: float
+    mean_abs: float
+    measures: dict[str, float]  # the task's comparisons (classification: agreement, accuracies, drop)
+    gate: dict[str, Any]
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "max_abs": self.max_abs, "mean_abs": self.mean_abs, **self.measures,
+                "gate": self.gate, "passed": self.passed, "failures": list(self.failures)}
+
+
+def output_difference(reference: np.ndarray, output: np.ndarray) -> tuple[float, float, list[str]]:
+    """Max and mean |difference| of two output arrays, and the failures every task shares: a shape that is
+    not the reference's, and NaN or infinite values (either makes the differences infinite)."""
+    if reference.shape != output.shape:
+        return float("inf"), float("inf"), [f"the artifact's output has shape {output.shape}, the checkpoint's "
+                                            f"{reference.shape}"]
+    if not np.isfinite(output).all():
+        bad = int(np.sum(~np.isfinite(output)))
+        return float("inf"), float("inf"), [f"the artifact produced {bad} NaN or infinite output value(s)"]
+    diff = np.abs(reference - output)
+    return float(diff.max()) if diff.size else 0.0, float(diff.mean()) if diff.size else 0.0, []
+
+
+def soft_target_loss(student: Any, teacher: Any, temperature: float) -> Any:
+    """T² · KL(p_teacher ‖ p_student) at temperature T over the last axis, averaged over the rows (Hinton et al.,
+    2015: T² keeps the soft-target gradients on the hard-label scale): the distillation term of any task whose
+    outputs are logits. Torch tensors in and out."""
+    import torch.nn.functional as F
+
+    log_p_s = F.log_softmax(student / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher / temperature, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * temperature**2
+
+
+class Task(ABC):
+    """One task: the facts and judgements every stage asks of it (see the module docstring)."""
+
+    name: str
+    optimum_task: str  # optimum's exporter and ``optimum-cli --task``
+    pipeline_tag: str  # the Hugging Face model card's
+    title: str  # what the model is, in a card's or a Core ML package's description ("text classifier")
+    headline: str  # the metric reported first and logged (``eval_<headline>`` in metrics.json)
+    metric_names: tuple[str, ...]  # every metric :meth:`metrics` returns
+    architecture_suffix: str  # how transformers names this task's model classes (``BertFor...``)
+    reads_first_row_only: bool  # the output reads the [CLS] row alone (the last-layer [CLS]-only rewrite applies)
+
+    # -- models -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def load_model(self, location: Any, **kwargs: Any) -> Any:
+        """A checkpoint as this task's model (``from_pretrained`` kwargs pass through); a ``ModelError``
+        naming the folder when it cannot be loaded."""
+
+    @abstractmethod
+    def head_settings(self, label_names: list[str]) -> dict[str, Any]:
+        """The ``from_pretrained`` / config kwargs that size and name a new head."""
+
+    @abstractmethod
+    def label_names(self, model_config: dict[str, Any]) -> list[str]:
+        """The output names a saved model's ``config.json`` (as a dict) records, in output order."""
+
+    @abstractmethod
+    def student_model(self, student_config: Any, teacher_config: Any) -> Any:
+        """A new, untrained student of this task with ``student_config``'s body and the teacher's head size."""
+
+    @abstractmethod
+    def copy_head(self, student: Any, teacher: Any) -> None:
+        """Initialise a new student's head from the teacher's, where the two heads correspond."""
+
+    @abstractmethod
+    def output_names(self) -> tuple[str, ...]:
+        """The exported graph's outputs, by name."""
+
+    @abstractmethod
+    def output_descriptions(self, label_names: list[str]) -> dict[str, str]:
+        """One line per output, for a file's own metadata (a Core ML package's output descriptions)."""
+
+    # -- training -----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def metrics(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """The eval metrics of ``outputs`` against the gold ``labels`` (the first is the headline)."""
+
+    @abstractmethod
+    def agreement(self, outputs: np.ndarray, other: np.ndarray) -> float:
+        """How often two models give the same answer on the same rows (0..1)."""
+
+    @abstractmethod
+    def prediction_loss(self, student: Any, teacher: Any | None, labels: Any, alpha_soft: float, alpha_hard: float,
+                        temperature: float) -> tuple[Any, dict[str, float]]:
+        """The distillation's prediction terms on the outputs (soft targets, hard labels), and their values."""
+
+    @abstractmethod
+    def learnt_nothing(self, metrics: dict[str, float], labels: np.ndarray) -> str | None:
+        """Why a trained model is no better than a trivial answer on the eval split, or None when it is."""
+
+    # -- export and the gate ------------------------------------------------------------------------
+
+    @abstractmethod
+    def export_module(self, model: Any, output_name: str | None, sep_token_id: int | None) -> Any:
+        """``(input_ids, attention_mask) -> output`` around a loaded model, for tracing and conversion."""
+
+    @abstractmethod
+    def tolerance(self, precision: str, override: Any) -> Any:
+        """The precision's default gate (a ``Tolerance``), with the values the target sets in their place."""
+
+    @abstractmethod
+    def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Any) -> GateReport:
+        """The artifact's ``output`` against its checkpoint's ``reference`` on the same eval rows."""
+
+    @abstractmethod
+    def describe_gate(self, report: GateReport) -> str:
+        """A short line of the gate's numbers, for the log and for a failure's message."""
+
+    @abstractmethod
+    def summarize(self, outputs: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """What a set of outputs looks like, for a stage's metrics (classification: rows per predicted label)."""
+
+    # -- what people read ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def describe_output(self, output: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """What a golden case records beside one row's raw output (classification: its label)."""
+
+    @abstractmethod
+    def predictions(self, texts: list[Any], outputs: np.ndarray, label_names: list[str]) -> list[dict[str, Any]]:
+        """``predict``'s records, one per text."""
+
+    @abstractmethod
+    def render_predictions(self, rows: list[dict[str, Any]]) -> str:
+        """``predict``'s plain-text output."""
+
+    @abstractmethod
+    def card(self, info: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        """The model card's task wording: ``title`` noun, ``outputs`` table rows, ``outputs_text``,
+        ``verification`` sentence, ``metrics`` tags and ``snippets`` (templates by backend and language)."""

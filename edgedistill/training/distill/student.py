@@ -1,0 +1,126 @@
+"""Build the DistilBERT-style student and initialise it from the teacher, as the DistilBERT paper does.
+
+The student is a DistilBERT model of the teacher's task (its class and head come from the task,
+:meth:`edgedistill.tasks.base.Task.student_model`) with the teacher's hidden size. Its embeddings
+are the teacher's (with the type-0 token-type embedding folded into the word embeddings, since DistilBERT
+has no token types), and student layer ``i`` is a copy of teacher layer ``layer_map[i]``. BERT and
+DistilBERT layers are the same computation (post-LayerNorm attention + GELU feed-forward) under other
+names, so with an identity map the student reproduces the teacher's hidden states exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgedistill.core.errors import ModelError
+from edgedistill.tasks import task_of_config
+from edgedistill.tasks.base import Task
+
+# Teacher (BERT layout) parameter name -> student (DistilBERT layout) name, within one layer.
+_LAYER_NAMES = {
+    "attention.self.query": "attention.q_lin",
+    "attention.self.key": "attention.k_lin",
+    "attention.self.value": "attention.v_lin",
+    "attention.output.dense": "attention.out_lin",
+    "attention.output.LayerNorm": "sa_layer_norm",
+    "intermediate.dense": "ffn.lin1",
+    "output.dense": "ffn.lin2",
+    "output.LayerNorm": "output_layer_norm",
+}
+_MAPPABLE_TYPES = ("bert",)
+
+
+def default_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
+    """Every other layer for half depth (0, 2, 4 of 6); in general a stride of teacher/student."""
+    if not 1 <= student_layers <= teacher_layers:
+        raise ModelError(f"a student of {student_layers} layers cannot be taken from {teacher_layers} layers")
+    stride = teacher_layers // student_layers
+    return [i * stride for i in range(student_layers)]
+
+
+def check_layer_map(layer_map: list[int], teacher_layers: int) -> None:
+    """Every entry a layer of the teacher; the error names the first entry that is not."""
+    for index, layer in enumerate(layer_map):
+        if not 0 <= layer < teacher_layers:
+            raise ModelError(f"distill.layer_map[{index}] = {layer} does not exist in a {teacher_layers}-layer "
+                             f"teacher (valid: 0..{teacher_layers - 1}); the map is {layer_map}")
+
+
+def student_config(teacher_config: Any, n_layers: int, hidden_size: int | None = None) -> Any:
+    """A DistilBERT config of the teacher's geometry (or a smaller hidden size); the task adds its head's."""
+    from transformers import DistilBertConfig
+
+    dim = hidden_size or teacher_config.hidden_size
+    ratio = teacher_config.intermediate_size / teacher_config.hidden_size
+    heads = teacher_config.num_attention_heads
+    if dim % heads:
+        heads = max(h for h in range(1, heads + 1) if dim % h == 0)
+    return DistilBertConfig(
+        vocab_size=teacher_config.vocab_size,
+        max_position_embeddings=teacher_config.max_position_embeddings,
+        dim=dim,
+        hidden_dim=int(dim * ratio),
+        n_layers=n_layers,
+        n_heads=heads,
+        activation=teacher_config.hidden_act if teacher_config.hidden_act in ("gelu", "relu") else "gelu",
+        dropout=teacher_config.hidden_dropout_prob,
+        attention_dropout=teacher_config.attention_probs_dropout_prob,
+        pad_token_id=teacher_config.pad_token_id,
+    )
+
+
+@torch.no_grad()
+def init_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: list[int], task: Task) -> None:
+    """Copy embeddings, mapped layers and (as the task says) the head from a BERT teacher into a same-width
+    student."""
+    if teacher.config.model_type not in _MAPPABLE_TYPES:
+        raise ModelError(
+            f"initialising a student from a {teacher.config.model_type!r} teacher is not supported "
+            f"(supported: {', '.join(_MAPPABLE_TYPES)}); give distill.student a checkpoint instead"
+        )
+    if student.config.dim != teacher.config.hidden_size:
+        raise ModelError("teacher initialisation needs the teacher's hidden size; "
+                         "a smaller student is initialised randomly")
+    check_layer_map(layer_map, teacher.config.num_hidden_layers)
+    t_emb, s_emb = teacher.bert.embeddings, student.distilbert.embeddings
+    # DistilBERT has no token types: fold the type-0 vector (what every single-sentence token gets)
+    # into the word embeddings so the embedding output is unchanged.
+    s_emb.word_embeddings.weight.copy_(t_emb.word_embeddings.weight + t_emb.token_type_embeddings.weight[0])
+    s_emb.position_embeddings.weight.copy_(t_emb.position_embeddings.weight)
+    s_emb.LayerNorm.load_state_dict(t_emb.LayerNorm.state_dict())
+    t_layers, s_layers = teacher.bert.encoder.layer, student.distilbert.transformer.layer
+    for s_index, t_index in enumerate(layer_map):
+        t_layer, s_layer = t_layers[t_index], s_layers[s_index]
+        for t_name, s_name in _LAYER_NAMES.items():
+            s_layer.get_submodule(s_name).load_state_dict(t_layer.get_submodule(t_name).state_dict())
+    task.copy_head(student, teacher)
+
+
+def build_student(teacher: nn.Module, n_layers: int, layer_map: list[int] | None = None,
+                  hidden_size: int | None = None) -> tuple[nn.Module, list[int] | None]:
+    """A new DistilBERT student of the teacher's task: teacher-initialised at the teacher's width, random when
+    narrower."""
+    task = task_of_config(teacher.config.to_dict(), "the teacher")
+    student = task.student_model(student_config(teacher.config, n_layers, hidden_size), teacher.config)
+    if hidden_size is not None and hidden_size != teacher.config.hidden_size:
+        if layer_map is not None:
+            raise ModelError(f"distill.layer_map copies teacher layers, which needs the teacher's width "
+                             f"{teacher.config.hidden_size}; a student of hidden size {hidden_size} starts random: "
+                             "drop layer_map or hidden_size")
+        return student, None
+    layer_map = layer_map or default_layer_map(teacher.config.num_hidden_layers, n_layers)
+    init_from_teacher(student, teacher, layer_map, task)
+    return student, layer_map
+
+
+def hidden_size_of(model: nn.Module) -> int:
+    config = model.config
+    return getattr(config, "dim", None) or config.hidden_size
+
+
+def num_layers_of(model: nn.Module) -> int:
+    config = model.config
+    return getattr(config, "n_layers", None) or config.num_hidden_layers
