@@ -91,6 +91,9 @@ def requires_shared_sst2() -> pytest.MarkDecorator:
 
 
 os.environ.setdefault("WANDB_DISABLED", "true")
+# No test reaches the network: the hub libraries read these when first imported, so they are set here, before any.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # XNNPACK weight caches of the test artifacts go to a scratch folder, not the user's ~/.cache.
 os.environ.setdefault("EDGEDISTILL_CACHE", __import__("tempfile").mkdtemp(prefix="edgedistill-test-cache-"))
 
@@ -154,6 +157,7 @@ def distill_config(workdir: Path, teacher_model: Path, data: Path, **overrides):
     """A config for tiny, seconds-long distillation runs on the toy data."""
     base = {
         "teacher.model": str(teacher_model), "data.dataset": str(data), "data.max_length": 16,
+        "data.label_names": ["negative", "positive"],
         "teacher.epochs": 16, "teacher.learning_rate": 1e-3, "teacher.batch_size": 8,
         "teacher.warmup_ratio": 0.0, "teacher.min_steps": 0, "distill.layers": 2, "distill.epochs": 8,
         "distill.learning_rate": 1e-3, "distill.batch_size": 8, "distill.warmup_ratio": 0.0,
@@ -180,3 +184,25 @@ def distilled(tmp_path_factory, tiny_encoder_dir, toy_data_dir):
     """A tiny teacher fine-tuned, and its student and baseline distilled: (config, results by role)."""
     config = distill_config(tmp_path_factory.mktemp("run"), tiny_encoder_dir, toy_data_dir)
     return config, {r.role: r for r in run_distill(config)}
+
+
+def recheck(artifact, source_dir: Path, data, rows: int):
+    """The artifact and its checkpoint run again here, outside the gate, on the first ``rows`` eval sentences one
+    at a time: ``(label agreement, max |logit diff|)``. Tests compare the gate's record with these numbers, so a
+    gate that computed the wrong thing (or compared the checkpoint with itself) fails them."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from edgedistill.data.encoding import padded_batches
+    from edgedistill.export.backends.base import get_backend
+    from edgedistill.export.backends.pytorch import PyTorchRunner
+
+    runner = get_backend(artifact.target.backend).load(artifact, 1)
+    reference = PyTorchRunner(source_dir, 1)
+    tokenizer = AutoTokenizer.from_pretrained(source_dir)
+    ours, theirs = [], []
+    for ids, mask in padded_batches(data.eval.inputs[:rows], tokenizer, 32, batch_size=1):
+        ours.append(runner.predict(ids, mask)[0])
+        theirs.append(reference.predict(ids, mask)[0])
+    ours, theirs = np.array(ours), np.array(theirs)
+    return float(np.mean(ours.argmax(-1) == theirs.argmax(-1))), float(np.abs(ours - theirs).max())

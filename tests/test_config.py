@@ -11,12 +11,10 @@ from edgedistill.core.errors import ConfigError
 def test_embedded_default_is_the_model_default():
     loaded = load_config()
     assert loaded.teacher.model == "packaged:all-MiniLM-L6-v2"
-    assert loaded.data.label_names == ["negative", "positive"]
+    assert loaded.data.label_names is None  # SST-2's names belong to SST-2 (recognised by its files), not every run
     assert "teacher:" in default_config_text()
-    # Every default written in the YAML agrees with the pydantic defaults, except documented ones.
-    plain = Config()
-    assert loaded.teacher == plain.teacher
-    assert loaded.data.model_copy(update={"label_names": None}) == plain.data
+    # Every default written in the YAML agrees with the pydantic defaults.
+    assert loaded == Config()
 
 
 def test_file_then_overrides(tmp_path):

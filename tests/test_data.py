@@ -83,10 +83,12 @@ def test_encode_leaves_padding_to_the_collator(toy_data_dir, tiny_tokenizer_dir)
 
 @requires_shared_sst2()
 def test_sst2_as_shipped_by_glue():
-    data = load_task_data(cfg(SHARED_SST2, label_names=["negative", "positive"]))
+    data = load_task_data(cfg(SHARED_SST2))  # no label names given: SST-2 is recognised by its train file
     assert (len(data.train), len(data.eval)) == (67349, 872)
     assert data.summary()["eval"]["labels"] == {"negative": 428, "positive": 444}
     assert not any(t.endswith(" ") for t in data.eval.texts)
+    # the names SST-2 brings are the ones it would be given: the same data, the same fingerprint
+    assert data.fingerprint == load_task_data(cfg(SHARED_SST2, label_names=["negative", "positive"])).fingerprint
 
 
 @requires_shared_sst2()

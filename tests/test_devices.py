@@ -113,3 +113,13 @@ def test_a_bench_row_built_for_another_device_says_so():
     assert "§ Built for another device class than this x86-avx2 host (arm64 (tflite))" in text
     same = render_markdown({**report, "rows": [{**row, "bench_host_device": "arm64"}]})
     assert "§" not in same
+
+
+def test_the_host_class_comes_from_the_architecture_and_the_flags(monkeypatch):
+    """What the export machine is, whatever machine runs the test (an x86 CI box, an arm64 laptop)."""
+    from edgedistill.core.devices import host_device
+
+    _pretend_host(monkeypatch, ["asimd", "asimddp", "i8mm"], machine="aarch64")
+    assert host_device() == "arm64"
+    _pretend_host(monkeypatch, ["avx", "avx2", "fma", "avx512f"])
+    assert host_device() == "x86-avx512"

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import recheck
+
 from edgedistill.export.backends.base import Artifact, ParityError
 from edgedistill.core.config import TargetConfig
 from edgedistill.core.errors import ConfigError, DataError, EdgeDistillError, ModelError
@@ -31,16 +33,17 @@ def artifacts(tmp_path_factory, tiny_student_dir, data):
 
 
 @pytest.mark.parametrize("name", PROFILES)
-def test_each_precision_exports_loads_and_passes_its_gate(artifacts, name):
+def test_each_precision_exports_and_its_record_is_what_it_computes(artifacts, name, tiny_student_dir, data):
     artifact = artifacts[name]
     info = json.loads((artifact.path / "artifact.json").read_text())
     parity = info["parity"]
-    assert parity["passed"] and parity["samples"] == 200
+    assert parity["samples"] == 200
+    agreement, max_abs = recheck(artifact, tiny_student_dir, data, 48)  # run again here, outside the gate
     if info["target"]["precision"] == "fp32":
-        assert parity["max_abs"] <= 1e-4 and parity["gate"] == {"max_abs": 1e-4}
+        assert max_abs <= 1e-4 and parity["gate"] == {"max_abs": 1e-4}
     else:
-        assert parity["agreement"] >= 0.98 and parity["accuracy_drop_points"] <= 1.0
-        assert parity["max_abs"] > 1e-6  # really reduced precision, not an fp32 copy
+        assert max_abs > 1e-6  # really reduced precision, not an fp32 copy
+        assert agreement == pytest.approx(1.0, abs=0.05) and parity["agreement"] >= agreement - 0.05
     for name_, record in info["files"].items():  # artifact.json hashes match the files
         assert sha256_file(artifact.path / name_) == record["sha256"]
         assert (artifact.path / name_).stat().st_size == record["bytes"]

@@ -138,16 +138,26 @@ def test_the_export_command_exits_1_when_the_gate_fails(tiny_student_dir, export
     assert not (tmp_path / "o").exists()
 
 
-def test_verify_exits_1_on_a_tampered_artifact_and_0_on_the_original(tiny_student_dir, data, tmp_path, capsys):
-    from edgedistill.cli import main
+@pytest.fixture(scope="module")
+def gated_artifact(tmp_path_factory, tiny_student_dir, export_data_dir, data):
+    """An ONNX fp32 artifact exported as the command line exports, its data settings recorded."""
+    from edgedistill.core.config import load_config
     from edgedistill.core.targets import load_target
     from edgedistill.export.stage import ExportSettings, export_target
 
-    settings = ExportSettings(max_length=32, threads=1, calibration_samples=16, seed=0, verify_samples=32)
-    artifact = export_target(tiny_student_dir, load_target("onnx-fp32"), data, tmp_path / "a", settings)
-    assert main(["verify", str(artifact.path), "--files-only"]) == 0
+    config = load_config(overrides={"data.dataset": str(export_data_dir), "data.max_length": 32, "threads": 1,
+                                    "data.label_names": ["negative", "positive"]})
+    settings = replace(ExportSettings.from_config(config, verify_samples=32), calibration_samples=16)
+    return export_target(tiny_student_dir, load_target("onnx-fp32"), data, tmp_path_factory.mktemp("gated") / "a",
+                         settings)
+
+
+def test_verify_exits_1_on_a_tampered_artifact_and_0_on_the_original(gated_artifact, tmp_path, capsys):
+    from edgedistill.cli import main
+
+    assert main(["verify", str(gated_artifact.path), "--files-only"]) == 0
     tampered = tmp_path / "tampered"
-    shutil.copytree(artifact.path, tampered)
+    shutil.copytree(gated_artifact.path, tampered)
     model = tampered / "model.onnx"
     raw = bytearray(model.read_bytes())
     raw[-100] ^= 0xFF
@@ -158,22 +168,24 @@ def test_verify_exits_1_on_a_tampered_artifact_and_0_on_the_original(tiny_studen
     assert "edgedistill verify: failed:" in err and "model.onnx: changed" in err
 
 
-def test_verify_without_data_uses_what_the_artifact_was_gated_on(tiny_student_dir, export_data_dir, data, tmp_path,
-                                                                 capsys):
+def test_verify_without_data_uses_what_the_artifact_was_gated_on(gated_artifact, export_data_dir, data, capsys):
     from edgedistill.cli import main
-    from edgedistill.core.config import load_config
-    from edgedistill.core.targets import load_target
-    from edgedistill.export.stage import ExportSettings, export_target
 
-    config = load_config(overrides={"data.dataset": str(export_data_dir), "data.max_length": 32, "threads": 1,
-                                    "data.label_names": ["negative", "positive"]})
-    settings = replace(ExportSettings.from_config(config, verify_samples=32), calibration_samples=16)
-    artifact = export_target(tiny_student_dir, load_target("onnx-fp32"), data, tmp_path / "a", settings)
-    gated_on = json.loads((artifact.path / "artifact.json").read_text())["gated_on"]
+    gated_on = json.loads((gated_artifact.path / "artifact.json").read_text())["gated_on"]
     assert gated_on["data"]["dataset"] == str(export_data_dir) and gated_on["samples"] == 32
     assert gated_on["fingerprint"] == data.fingerprint and gated_on["split"] == "eval"
     capsys.readouterr()
-    assert main(["verify", str(artifact.path), "--eval-samples", "32", "--threads", "1"]) == 0
+    assert main(["verify", str(gated_artifact.path), "--eval-samples", "32", "--threads", "1"]) == 0
     captured = capsys.readouterr()
     assert f"using the data the artifact was gated on ({export_data_dir})" in captured.err
-    assert json.loads(captured.out)["parity"]["passed"] is True
+    report = json.loads(captured.out)
+    assert report["parity"]["passed"] is True and "data" not in report  # the same data: nothing to say
+
+
+def test_verify_says_when_the_data_given_differs_from_the_gating_data(gated_artifact, toy_data_dir, capsys):
+    from edgedistill.cli import main
+
+    assert main(["verify", str(gated_artifact.path), "--data", str(toy_data_dir), "--threads", "1",
+                 "--label-names", "negative,positive"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["data"].startswith(f"differs from the data this artifact was gated on ({gated_artifact.info['gated_on']['data']['dataset']}")

@@ -21,8 +21,10 @@ TINY_TARGETS = [
 def tiny_run_config(workdir: Path, model: Path, data: Path, **overrides):
     base = {
         "teacher.model": str(model), "data.dataset": str(data), "data.max_length": 16,
+        "data.label_names": ["negative", "positive"],
         "teacher.epochs": 16, "teacher.learning_rate": 1e-3, "teacher.batch_size": 8,
-        "teacher.warmup_ratio": 0.0, "distill.layers": 2, "distill.epochs": 4, "distill.learning_rate": 1e-3,
+        "teacher.warmup_ratio": 0.0, "teacher.min_steps": 0, "distill.layers": 2, "distill.epochs": 4,
+        "distill.learning_rate": 1e-3,
         "distill.batch_size": 8, "distill.warmup_ratio": 0.0, "workdir": str(workdir), "threads": 1,
         "data.calibration_samples": 16, "targets": TINY_TARGETS,
         "bench.batch_sizes": [1], "bench.seq_lengths": [8, 16], "bench.real_samples": 5, "bench.min_time": 0.01,

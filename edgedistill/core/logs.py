@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,13 +30,22 @@ def _console_record(record: logging.LogRecord) -> bool:
     return record.name.startswith("edgedistill") or record.levelno >= logging.WARNING
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record arrives, not when the handler was made (a caller that
+    swaps stderr, as a test runner does, still gets every line)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_console(verbose: bool = False) -> None:
     """One console handler, on the root logger. On the root, a library that calls ``logging.basicConfig()``
     while we run (onnxruntime's transformer tools do) finds a handler there and adds none, so no line is
     printed twice (once ours, once as ``INFO:edgedistill.export:``)."""
     root = logging.getLogger()
     if not any(getattr(h, "edgedistill_console", False) for h in root.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.edgedistill_console = True  # type: ignore[attr-defined]
         handler.setFormatter(_ConsoleFormat())
         handler.addFilter(_console_record)

@@ -27,7 +27,7 @@ from edgedistill.data.segments import segment_ids
 from edgedistill.tasks.base import Task
 
 GOLDEN_FILE = "golden.json"
-SCHEMA = "edgedistill.export.golden/1"
+SCHEMA = "edgedistill.golden/1"
 EVAL_CASES = 8
 
 HARD_CASES: tuple[tuple[str, str], ...] = (

@@ -28,12 +28,13 @@ from edgedistill.export.model_files import copy_side_files, source_hash
 from edgedistill.tasks import task_of_artifact, task_of_model
 from edgedistill.tasks.base import GateReport
 
-log = logging.getLogger("edgedistill.export.stage")
+log = logging.getLogger("edgedistill.export")
 
 SCHEMA_VERSION = 1
 # The code an artifact's bytes depend on: the backends and what they call to convert, quantize and verify.
 # Paths relative to the package root: the export stage, the graph rewrites, the encoders and the tasks.
-EXPORT_CODE = ("export", "quant", "data", "tasks", "core/models.py", "core/target_options.py", "core/devices.py")
+EXPORT_CODE = ("export", "quant", "data", "tasks", "core/models.py", "core/target_options.py", "core/devices.py",
+               "core/registry.py")
 
 
 UNHASHED = (ARTIFACT_FILE, CARD_FILE)

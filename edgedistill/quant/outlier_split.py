@@ -45,7 +45,7 @@ from torch import nn
 
 from edgedistill.data.encoding import Example
 
-log = logging.getLogger("edgedistill.quant.outlier_split")
+log = logging.getLogger("edgedistill.outlier_split")
 
 PLAN_FILE = "outlier_split.json"
 Side = Literal["output", "input"]

@@ -44,6 +44,12 @@ def task_of_config(model_config: dict[str, Any], where: str) -> Task:
                      f"({', '.join(TASKS)})")
 
 
+def task_of_instance(model: Any) -> Task:
+    """The task of a loaded model: the one its config records, else the one its class belongs to (a checkpoint
+    saved as a bare encoder and loaded as a classifier is a classifier)."""
+    return task_of_config({**model.config.to_dict(), "architectures": [type(model).__name__]}, type(model).__name__)
+
+
 def task_of_model(model_dir: Path) -> Task:
     """The task of a ``save_pretrained`` folder."""
     path = Path(model_dir) / "config.json"

@@ -136,28 +136,8 @@ class ClassificationTask(Task):
     # -- export and the gate ------------------------------------------------------------------------
 
     def export_module(self, model: Any, output_name: str | None, sep_token_id: int | None) -> Any:
-        """``(input_ids, attention_mask) -> logits`` around a classifier, in eval mode.
-
-        Core ML traces a plain tensor output; litert-torch names a signature's outputs after the keys of a
-        returned dict, so ``output_name="logits"`` returns ``{"logits": ...}``. With ``sep_token_id`` (a model
-        that embeds token types) the graph derives the token types from the ids
-        (:func:`edgedistill.data.segments.segment_ids`), so the file keeps two inputs and reads a pair as trained.
-        """
-        import torch
-
-        from edgedistill.data.segments import segment_ids
-
-        class LogitsOnly(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-                types = {} if sep_token_id is None else {"token_type_ids": segment_ids(input_ids, sep_token_id)}
-                logits = self.inner(input_ids=input_ids, attention_mask=attention_mask, **types).logits
-                return logits if output_name is None else {output_name: logits}
-
-        return LogitsOnly(model).eval()
+        """``(input_ids, attention_mask) -> logits`` around a classifier (:func:`logits_only`)."""
+        return logits_only(model, output_name, sep_token_id)
 
     def tolerance(self, precision: str, override: Tolerance) -> Tolerance:
         base = DEFAULT_TOLERANCES.get(precision, REDUCED_DEFAULT)
@@ -253,6 +233,32 @@ class ClassificationTask(Task):
                 "verification": verification, "snippets": SNIPPETS, "text_snippet": TEXT_SNIPPET,
                 "optimum_note": ("optimum's `ORTModelForSequenceClassification` keeps working on `model.onnx` "
                                  "(token ids in); it cannot load this file, whose input is text.")}
+
+
+def logits_only(model: Any, output_name: str | None, sep_token_id: int | None) -> Any:
+    """``(input_ids, attention_mask) -> logits`` around a classifier, in eval mode, for tracing and conversion.
+
+    Core ML traces a plain tensor output; litert-torch names a signature's outputs after the keys of a returned
+    dict, so ``output_name="logits"`` returns ``{"logits": ...}``. With ``sep_token_id`` (a model that embeds
+    token types) the graph derives the token types from the ids (:func:`edgedistill.data.segments.segment_ids`),
+    so the file keeps two inputs and reads a pair as trained. Defined inside the function so that importing the
+    task imports no torch (the benchmark worker of an ONNX or TFLite row must not carry it).
+    """
+    import torch
+
+    from edgedistill.data.segments import segment_ids
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            types = {} if sep_token_id is None else {"token_type_ids": segment_ids(input_ids, sep_token_id)}
+            logits = self.inner(input_ids=input_ids, attention_mask=attention_mask, **types).logits
+            return logits if output_name is None else {output_name: logits}
+
+    return LogitsOnly(model).eval()
 
 
 TASK = ClassificationTask()

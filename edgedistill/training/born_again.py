@@ -27,9 +27,8 @@ from edgedistill.data.task_data import TaskData
 from edgedistill.tasks import get_task
 from edgedistill.training.common import MODEL_OUTPUTS, TeacherResult
 
-log = logging.getLogger("edgedistill.training.born_again")
+log = logging.getLogger("edgedistill.born_again")
 
-FINE_TUNED_DIR = "teacher-fine-tuned"
 WORK_DIR = "teacher-born-again"
 
 

@@ -24,9 +24,10 @@ from edgedistill.tasks import get_task
 from edgedistill.tasks.base import Task
 from edgedistill.training.common import MODEL_OUTPUTS, SCHEDULE_KEYS, TeacherResult, fit_schedule
 
-log = logging.getLogger("edgedistill.training.teacher")
+log = logging.getLogger("edgedistill.teacher")
 
 STAGE = "teacher"
+FINE_TUNED_DIR = "teacher-fine-tuned"  # with born-again self-distillation: the fine-tuned teacher it starts from
 
 
 def teacher_dir(config: Config) -> Path:

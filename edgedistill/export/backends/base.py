@@ -4,8 +4,10 @@ A backend is one module with two verbs:
 
 * ``export(model_dir, target, calibration, out_dir) -> list[Path]``: write the model file(s) for a
   target into ``out_dir`` (an empty temporary folder) and return them;
-* ``load(artifact, threads) -> Runner`` where ``Runner.predict(input_ids, attention_mask) -> logits``,
-  numpy int64 in, float32 out. A runner may say what actually ran it (``runtime``) and whether its
+* ``load(artifact, threads) -> Runner`` where ``Runner.predict(input_ids, attention_mask) -> output``,
+  numpy int64 in, float32 out: the output the model's task defines (a classifier's logits; the graph a
+  backend converts is the task's export module, :meth:`edgedistill.tasks.base.Task.export_module`, so a
+  backend never knows which task it holds). A runner may say what actually ran it (``runtime``) and whether its
   timings mean anything (``measures_latency``, false for an emulation);
 * optionally ``inspect(model_files, target) -> dict``: structural facts about the file, checked against
   the target (raising on a mismatch), stored in ``artifact.json`` as ``structure`` — for int8 artifacts
@@ -17,7 +19,8 @@ A backend is one module with two verbs:
   (``edgedistill verify --layers``, and the message of a failed int8 gate).
 
 Everything else (tokenizer files, ``artifact.json``, the parity gate, atomic publication) is done once,
-in :mod:`edgedistill.export.stage`, for all backends. Adding a format is one module and one registry line.
+in :mod:`edgedistill.export.stage`, for all backends. Adding a format is one module and one row of
+:data:`edgedistill.core.registry.FORMATS`.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgedistill.export.backends.base import Artifact, Calibration, ParityError, check_precision, require_full_integer
+from edgedistill.export.backends.conversions import converted
 from edgedistill.core.config import TargetConfig
 from edgedistill.data.encoding import Example, padded_batches
 from edgedistill.core.errors import ConfigError, ExportError, ModelError
@@ -191,22 +192,27 @@ class OnnxBackend:
     @staticmethod
     def _export_fp32(model_dir: Path, out: Path, options: OnnxOptions, cls_only_last_layer: bool,
                      split: Plan | None = None) -> Path:
-        """optimum's ONNX exporter (what ``main_export`` runs once it has loaded the model) on the
-        classifier, pruned to the [CLS] row in its last layer unless the target says otherwise;
-        ``split``: outlier channels to give their own matrix multiplies."""
-        from optimum.exporters.onnx import onnx_export_from_model
-        from optimum.exporters.onnx.__main__ import maybe_load_preprocessors
+        """optimum's ONNX exporter (what ``main_export`` runs once it has loaded the model) on the model,
+        its last layer computing the [CLS] row alone where the task allows and the target asks;
+        ``split``: outlier channels to give their own matrix multiplies. Reused within a process
+        (:mod:`edgedistill.export.backends.conversions`)."""
 
-        from edgedistill.quant.cls_pruning import load_for_export
+        def export(folder: Path) -> None:
+            from optimum.exporters.onnx import onnx_export_from_model
+            from optimum.exporters.onnx.__main__ import maybe_load_preprocessors
 
-        model, task = load_for_export(model_dir, cls_only_last_layer)
-        if split:
-            from edgedistill.quant.outlier_split import apply_plan
+            from edgedistill.quant.cls_pruning import load_for_export
 
-            model = apply_plan(model, split)
-        onnx_export_from_model(model, out, opset=options.opset,
-                               task=task.optimum_task, do_validation=False,
-                               preprocessors=maybe_load_preprocessors(str(model_dir)))
+            model, task = load_for_export(model_dir, cls_only_last_layer)
+            if split:
+                from edgedistill.quant.outlier_split import apply_plan
+
+                model = apply_plan(model, split)
+            onnx_export_from_model(model, folder, opset=options.opset, task=task.optimum_task, do_validation=False,
+                                   preprocessors=maybe_load_preprocessors(str(model_dir)))
+
+        converted(model_dir, {"backend": "onnx", "opset": options.opset, "cls_only_last_layer": cls_only_last_layer,
+                              "split": split}, out, export)
         return out / MODEL_FILE
 
     @staticmethod

@@ -41,6 +41,7 @@ import numpy as np
 
 from edgedistill.export.backends.base import (Artifact, Calibration, InputTooLongError, check_precision,
                                        require_full_integer)
+from edgedistill.export.backends.conversions import converted
 from edgedistill.core.config import TargetConfig
 from edgedistill.data.encoding import Example, bucket_for, pad_to, signature_bucket, signature_name, token_ids
 from edgedistill.core.errors import ConfigError, ExportError, ModelError
@@ -267,7 +268,15 @@ class TFLiteBackend:
     @staticmethod
     def _convert(model_dir: Path, options: TFLiteOptions, cls_only_last_layer: bool, out: Path,
                  split: Plan | None = None) -> None:
-        """fp32 conversion of every bucket signature; ``split``: outlier channels to give their own layers."""
+        """fp32 conversion of every bucket signature; ``split``: outlier channels to give their own layers.
+        Reused within a process (:mod:`edgedistill.export.backends.conversions`)."""
+        converted(model_dir, {"backend": "tflite", "buckets": list(options.buckets), "batch": options.batch,
+                              "cls_only_last_layer": cls_only_last_layer, "split": split}, out,
+                  lambda path: TFLiteBackend._convert_now(model_dir, options, cls_only_last_layer, path, split))
+
+    @staticmethod
+    def _convert_now(model_dir: Path, options: TFLiteOptions, cls_only_last_layer: bool, out: Path,
+                     split: Plan | None = None) -> None:
         import litert_torch
         import torch
 

@@ -31,7 +31,7 @@ from edgedistill.tasks import get_task
 from edgedistill.training.common import MODEL_OUTPUTS, SCHEDULE_KEYS, TeacherResult, fit_schedule
 from edgedistill.training.distill.augment import AugmentResult, augmented_features, run_augment
 
-log = logging.getLogger("edgedistill.training.distill")
+log = logging.getLogger("edgedistill.distill")
 
 ROLES = ("student", "qat", "baseline")
 

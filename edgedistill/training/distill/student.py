@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from edgedistill.core.errors import ModelError
-from edgedistill.tasks import task_of_config
+from edgedistill.tasks import task_of_instance
 from edgedistill.tasks.base import Task
 
 # Teacher (BERT layout) parameter name -> student (DistilBERT layout) name, within one layer.
@@ -103,7 +103,7 @@ def build_student(teacher: nn.Module, n_layers: int, layer_map: list[int] | None
                   hidden_size: int | None = None) -> tuple[nn.Module, list[int] | None]:
     """A new DistilBERT student of the teacher's task: teacher-initialised at the teacher's width, random when
     narrower."""
-    task = task_of_config(teacher.config.to_dict(), "the teacher")
+    task = task_of_instance(teacher)
     student = task.student_model(student_config(teacher.config, n_layers, hidden_size), teacher.config)
     if hidden_size is not None and hidden_size != teacher.config.hidden_size:
         if layer_map is not None:
