@@ -375,10 +375,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgedistill {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verb = _verb_factory(verbs)
+    _add_tool_verbs(verb)
+    _add_stage_verbs(verb)
+    _add_artifact_verbs(verb)
+    _add_using_verbs(verb)
+    return parser
+
+
+Verb = Callable[..., argparse.ArgumentParser]
+
+
+def _verb_factory(verbs: Any) -> Verb:
+    """``verb(name, func, summary, details, configured=True)``: one subcommand; ``configured`` ones read a run's
+    configuration (and take its options), the others do not."""
 
     def verb(name: str, func: Callable[[argparse.Namespace], int], summary: str, details: str,
              configured: bool = True) -> argparse.ArgumentParser:
-        """A verb; ``configured`` ones read a run's configuration (and take its options), the others do not."""
         sub = verbs.add_parser(name, help=summary, description=f"{summary}\n\n{details}",
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(func=func)
@@ -386,12 +399,21 @@ def build_parser() -> argparse.ArgumentParser:
             _add_config_options(sub)
         return sub
 
+    return verb
+
+
+def _add_tool_verbs(verb: Verb) -> None:
+    """config and data: look before training."""
     verb("config", cmd_config, "print the default config (or the resolved one)",
          "With no options, prints the embedded default YAML, comments included: copy it and edit it.\n"
          "With options (-c, --preset, --set ...), prints the config they resolve to, validated.")
     verb("data", cmd_data, "load and check task data",
          "Reads the train and eval splits exactly as training will, reports rows and label counts,\n"
          "and fails with the file and line of the first bad row.")
+
+
+def _add_stage_verbs(verb: Verb) -> None:
+    """teacher, distill and run: the stages that train, and the whole pipeline."""
     teacher = verb("teacher", cmd_teacher, "load or fine-tune the teacher",
                    "Loads a BERT-family model (packaged:all-MiniLM-L6-v2, a save_pretrained folder, or a\n"
                    "hub id). If its classification head is untrained, fine-tunes it on the task with\n"
@@ -428,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"run from this stage on ({', '.join(STAGES)})")
     run.add_argument("--force", action="store_true", help="rebuild the selected stages even when cached")
     run.add_argument("--augment-file", metavar="PATH", help=augment_help)
+
+
+def _add_artifact_verbs(verb: Verb) -> None:
+    """export and verify: one artifact, written and re-checked."""
     export = verb("export", cmd_export, "export one model for one target, verified",
                   "Converts a save_pretrained folder with the target's backend and precision, loads the\n"
                   "result in its own runtime, and compares it with the PyTorch model on the eval split under\n"
@@ -458,6 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "error against the float source (SQNR, clipping), the N worst first (default 20; 0: all)")
     check.add_argument("--layer-samples", type=_positive_int, default=256, metavar="N",
                        help="eval sentences the per-layer error is measured on (default 256)")
+
+
+def _add_using_verbs(verb: Verb) -> None:
+    """predict, bench, compare and targets: running, measuring and choosing artifacts."""
     predict = verb("predict", cmd_predict, "run a checkpoint or an artifact on texts",
                    "MODEL: a save_pretrained checkpoint (run in PyTorch) or an artifact folder (run in its own\n"
                    "runtime: ONNX Runtime, LiteRT, Core ML; off macOS the labelled Core ML emulation), tokenized\n"
@@ -499,7 +529,6 @@ def build_parser() -> argparse.ArgumentParser:
     verb("targets", cmd_targets, "list the target profiles",
          "Each profile in targets/ names a backend, a precision and options; pass its name to --target,\n"
          "or copy one and pass the YAML file.", configured=False)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -149,17 +149,18 @@ def test_a_bad_augmentation_file_fails_before_training(tmp_path, distilled, toy_
     assert not (tmp_path / "w" / "student").exists()
 
 
-def test_predict_logits_batches_by_length_but_answers_in_order(tiny_teacher_and_tokenizer):
+def test_predict_outputs_batches_by_length_but_answers_in_order(tiny_teacher_and_tokenizer):
     """Rows are batched by length for speed; each row's logits must still come back at its own index."""
     from transformers import DataCollatorWithPadding
 
-    from edgedistill.training.common import predict_logits
+    from edgedistill.tasks.classification import TASK
+    from edgedistill.training.common import predict_outputs
 
     model, tokenizer = tiny_teacher_and_tokenizer
     texts = ["a", "a great film with a dull and long plot", "dull", "great great film", "film"]
     features = [dict(tokenizer(t)) for t in texts]
     collator = DataCollatorWithPadding(tokenizer)
-    batched = predict_logits(model, features, collator, batch_size=2)
+    batched = predict_outputs(model, features, collator, batch_size=2, task=TASK)
     with torch.no_grad():
         one_by_one = [model(**tokenizer(t, return_tensors="pt")).logits[0].numpy() for t in texts]
     for i, row in enumerate(one_by_one):

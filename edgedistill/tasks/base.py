@@ -119,6 +119,10 @@ class Task(ABC):
     # -- training -----------------------------------------------------------------------------------
 
     @abstractmethod
+    def training_output(self, model_outputs: Any) -> Any:
+        """The tensor the losses and metrics read from a model's forward output (a classifier's logits)."""
+
+    @abstractmethod
     def metrics(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         """The eval metrics of ``outputs`` against the gold ``labels`` (the first is the headline)."""
 

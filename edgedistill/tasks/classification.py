@@ -87,6 +87,9 @@ class ClassificationTask(Task):
 
     # -- training -----------------------------------------------------------------------------------
 
+    def training_output(self, model_outputs: Any) -> Any:
+        return model_outputs.logits
+
     def metrics(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         """Accuracy and macro F1 (F1 matters where labels are imbalanced)."""
         predictions = np.asarray(outputs).argmax(-1)

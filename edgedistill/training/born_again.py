@@ -80,7 +80,7 @@ def _publish(config: Config, fine_tuned: TeacherResult, born: Any, augment_metri
     import torch
     from transformers import AutoTokenizer, DataCollatorWithPadding
 
-    from edgedistill.training.common import eval_scores, predict_logits
+    from edgedistill.training.common import eval_scores, predict_outputs
 
     task = get_task(config.task)
     model = task.load_model(born.path)
@@ -91,7 +91,7 @@ def _publish(config: Config, fine_tuned: TeacherResult, born: Any, augment_metri
     tokenizer.save_pretrained(out)
     features = data.eval.features(tokenizer, config.data.max_length,
                                   with_token_type_ids=data.eval.text_pairs is not None)
-    logits = predict_logits(model, features, DataCollatorWithPadding(tokenizer), config.teacher.eval_batch_size)
+    logits = predict_outputs(model, features, DataCollatorWithPadding(tokenizer), config.teacher.eval_batch_size, task)
     labels = np.array([f["labels"] for f in features])
     scores = eval_scores(task, logits, labels)
     headline = f"eval_{task.headline}"

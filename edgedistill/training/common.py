@@ -121,9 +121,10 @@ def training_arguments(output_dir: Path, recipe: Any, *, seed: int, **extra: Any
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, features: list[dict], collator: Any, batch_size: int,
-                   progress: str | None = None) -> np.ndarray:
-    """Logits of ``model`` over tokenized features, in their order, in eval mode (no dropout).
+def predict_outputs(model: torch.nn.Module, features: list[dict], collator: Any, batch_size: int, task: Task,
+                    progress: str | None = None) -> np.ndarray:
+    """The task's outputs of ``model`` (a classifier's logits) over tokenized features, in their order, in eval
+    mode (no dropout).
 
     Batches are formed from rows of similar length (then put back in order), so little time goes to padding.
     ``progress``: a description for a progress bar (long passes, such as labelling augmented rows).
@@ -139,10 +140,10 @@ def predict_logits(model: torch.nn.Module, features: list[dict], collator: Any, 
         rows = [features[i] for i in order[start:start + batch_size]]
         batch = collator([{k: v for k, v in f.items() if k not in ("labels", "teacher_logits")} for f in rows])
         batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items() if k in accepted}
-        chunks.append(model(**batch).logits.float().cpu().numpy())
+        chunks.append(task.training_output(model(**batch)).float().cpu().numpy())
     model.train(was_training)
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
-    logits = np.empty((len(order), chunks[0].shape[-1]), dtype=np.float32)
-    logits[order] = np.concatenate(chunks)
-    return logits
+    outputs = np.empty((len(order), *chunks[0].shape[1:]), dtype=np.float32)
+    outputs[order] = np.concatenate(chunks)
+    return outputs

@@ -77,64 +77,33 @@ def _build(config: Config, tcfg: Any, task: Task, source: ModelSource, model_con
     """Fine-tune (or only evaluate) the teacher with ``tcfg``, the recipe :func:`fit_schedule` chose."""
     import numpy as np
     import torch
-    from transformers import (
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        set_seed,
-    )
+    from transformers import set_seed
 
-    from edgedistill.training.common import (LogToFileCallback, stop_if_nothing_learnt, trainer_metrics,
-                                             training_arguments)
+    from edgedistill.training.common import stop_if_nothing_learnt
 
     torch.set_num_threads(config.threads)
     set_seed(config.seed)
-    names = data.label_names
     log.info("teacher: %s (%s, %d layers, hidden %d) from %s", source.reference, model_config.model_type,
              getattr(model_config, "num_hidden_layers", -1), getattr(model_config, "hidden_size", -1),
              source.location)
-    log.info("data: %d train / %d eval rows, labels %s", len(data.train), len(data.eval), names)
-    tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.is_local)
-    model, loading = task.load_model(source.location, local_files_only=source.is_local, ignore_mismatched_sizes=True,
-                                     output_loading_info=True, **task.head_settings(names))
-    untrained = sorted(set(loading["missing_keys"]) | {k for k, *_ in loading["mismatched_keys"]})
-    if tcfg.train == "never" and untrained:
-        raise ModelError(
-            f"{source.reference} has no trained {task.name} head for {len(names)} labels "
-            f"(untrained weights: {', '.join(untrained)}), and teacher.train is 'never'; "
-            "set teacher.train to auto to fine-tune it"
-        )
+    log.info("data: %d train / %d eval rows, labels %s", len(data.train), len(data.eval), data.label_names)
+    model, untrained = _load_with_head(task, source, data.label_names, tcfg.train)
     train_needed = tcfg.train == "always" or bool(untrained)
-    with_types = data.train.text_pairs is not None
-    train_set = data.train.features(tokenizer, config.data.max_length, with_token_type_ids=with_types)
-    eval_set = data.eval.features(tokenizer, config.data.max_length, with_token_type_ids=with_types)
-    # evaluated after every epoch too, so the log shows where more epochs stop paying
-    args = training_arguments(out / "checkpoints", tcfg, seed=config.seed, eval_strategy="epoch")
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
-        compute_metrics=trainer_metrics(task),
-        callbacks=[LogToFileCallback()],
-    )
+    trainer = _trainer(config, tcfg, task, source, model, data, out)
     before = trainer.evaluate()
     log.info("before training: eval loss %.4f, %s %.4f", before["eval_loss"], task.headline,
              before[f"eval_{task.headline}"])
-    train_time = 0.0
-    train_stats: dict[str, Any] = {}
+    train_stats: dict[str, Any] = {"train_time_s": 0.0}
     if train_needed:
-        reason = f"untrained weights: {', '.join(untrained)}" if untrained else "teacher.train is 'always'"
-        log.info("fine-tuning (%s)", reason)
+        log.info("fine-tuning (%s)", f"untrained weights: {', '.join(untrained)}" if untrained
+                 else "teacher.train is 'always'")
         started = time.perf_counter()
         result = trainer.train()
-        train_time = time.perf_counter() - started
         train_stats = {"train_loss": result.training_loss, "steps": result.global_step,
-                       "eval_history": _eval_history(trainer.state.log_history, task.headline)}
+                       "eval_history": _eval_history(trainer.state.log_history, task.headline),
+                       "train_time_s": round(time.perf_counter() - started, 2)}
     else:
-        log.info("the classification head is trained: evaluating only")
+        log.info("the %s head is trained: evaluating only", task.name)
     after = trainer.evaluate() if train_needed else before
     scores = {key: value for key, value in after.items() if key.removeprefix("eval_") in task.metric_names}
     if train_needed:
@@ -148,14 +117,13 @@ def _build(config: Config, tcfg: Any, task: Task, source: ModelSource, model_con
         "model": source.reference,
         "model_type": model_config.model_type,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "label_names": names,
+        "label_names": data.label_names,
         "fine_tuned": train_needed,
         **scores,
         "eval_loss": after["eval_loss"],
         f"initial_eval_{task.headline}": before[f"eval_{task.headline}"],
         "initial_eval_loss": before["eval_loss"],
         **train_stats,
-        "train_time_s": round(train_time, 2),
         "epochs": tcfg.epochs if train_needed else 0,
         "train_samples": len(data.train),
         "eval_samples": len(data.eval),
@@ -163,6 +131,43 @@ def _build(config: Config, tcfg: Any, task: Task, source: ModelSource, model_con
         "command": sys.argv,
         "host": host_info(config.threads),
     }
+
+
+def _load_with_head(task: Task, source: ModelSource, names: list[str], train: str) -> tuple[Any, list[str]]:
+    """The checkpoint with the task's head for ``names``, and the weights that head left untrained (a new head,
+    or one sized for other labels); refused when ``teacher.train`` is ``never`` and some are."""
+    model, loading = task.load_model(source.location, local_files_only=source.is_local, ignore_mismatched_sizes=True,
+                                     output_loading_info=True, **task.head_settings(names))
+    untrained = sorted(set(loading["missing_keys"]) | {k for k, *_ in loading["mismatched_keys"]})
+    if train == "never" and untrained:
+        raise ModelError(
+            f"{source.reference} has no trained {task.name} head for {len(names)} labels "
+            f"(untrained weights: {', '.join(untrained)}), and teacher.train is 'never'; "
+            "set teacher.train to auto to fine-tune it"
+        )
+    return model, untrained
+
+
+def _trainer(config: Config, tcfg: Any, task: Task, source: ModelSource, model: Any, data: TaskData,
+             out: Path) -> Any:
+    """transformers' Trainer on the encoded splits, evaluated after every epoch too (the log shows where more
+    epochs stop paying)."""
+    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer
+
+    from edgedistill.training.common import LogToFileCallback, trainer_metrics, training_arguments
+
+    tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.is_local)
+    with_types = data.train.text_pairs is not None
+    return Trainer(
+        model=model,
+        args=training_arguments(out / "checkpoints", tcfg, seed=config.seed, eval_strategy="epoch"),
+        train_dataset=data.train.features(tokenizer, config.data.max_length, with_token_type_ids=with_types),
+        eval_dataset=data.eval.features(tokenizer, config.data.max_length, with_token_type_ids=with_types),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=trainer_metrics(task),
+        callbacks=[LogToFileCallback()],
+    )
 
 
 def _eval_history(log_history: list[dict[str, Any]], headline: str) -> list[dict[str, float]]:

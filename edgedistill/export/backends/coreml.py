@@ -355,7 +355,7 @@ class CoreMLRunner(_BucketedRunner):
             raise ModelError(f"Core ML cannot load {package}: {exc}") from None
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.model.predict({"input_ids": ids, "attention_mask": mask})["logits"]
+        return _only(self.model.predict({"input_ids": ids, "attention_mask": mask}))
 
 
 class EmulatedCoreMLRunner(_BucketedRunner):
@@ -372,7 +372,12 @@ class EmulatedCoreMLRunner(_BucketedRunner):
         self.emulator = MILEmulator(package)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.emulator.run({"input_ids": ids, "attention_mask": mask})["logits"]
+        return _only(self.emulator.run({"input_ids": ids, "attention_mask": mask}))
+
+
+def _only(outputs: dict[str, Any]) -> Any:
+    """The one output of an edgedistill package (the task's: a classifier's logits)."""
+    return next(iter(outputs.values()))
 
 
 BACKEND = CoreMLBackend()

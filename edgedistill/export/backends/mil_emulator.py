@@ -269,7 +269,7 @@ for _name, _fn in _REDUCE.items():
 class MILEmulator:
     """Loads an ``.mlpackage`` and runs its ``main`` function with numpy.
 
-    ``run({"input_ids": ..., "attention_mask": ...}) -> {"logits": ...}``, inputs in the dtypes the
+    ``run({"input_ids": ..., "attention_mask": ...}) -> {output name: ...}``, inputs in the dtypes the
     program declares (int32 for edgedistill's exports).
     """
 

@@ -81,10 +81,10 @@ class TFLiteRunner:
             index = self.model.get_signature_index(name)
             inputs = dict(zip(io["inputs"], self.model.create_input_buffers(index), strict=True))
             outputs = self.model.create_output_buffers(index)
-            logits = _only_output(self.model.get_output_tensor_details(name), name)
+            output = _only_output(self.model.get_output_tensor_details(name), name)
             self.signatures[bucket] = {
-                "index": index, "inputs": inputs, "outputs": outputs, "logits": logits,
-                "quantization": None if logits["dtype"].startswith("float") else _output_quantization(model_path,
+                "index": index, "inputs": inputs, "outputs": outputs, "output": output,
+                "quantization": None if output["dtype"].startswith("float") else _output_quantization(model_path,
                                                                                                       name),
             }
         if not self.signatures:
@@ -96,8 +96,8 @@ class TFLiteRunner:
         for bucket, signature in self.signatures.items():  # per-call work reduced to copies into these
             signature["input_list"] = list(signature["inputs"].values())
             signature["staging"] = (np.zeros((self.batch, bucket), np.int32), np.zeros((self.batch, bucket), np.int32))
-            signature["output_dtype"] = np.dtype(signature["logits"]["dtype"])
-            signature["output_size"] = int(np.prod(signature["logits"]["shape"]))
+            signature["output_dtype"] = np.dtype(signature["output"]["dtype"])
+            signature["output_size"] = int(np.prod(signature["output"]["shape"]))
 
     def bucket_for(self, length: int) -> int:
         """The smallest bucket that holds ``length`` tokens (the largest if none does)."""

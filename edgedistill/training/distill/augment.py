@@ -138,7 +138,7 @@ def _build(config: Config, teacher_dir: Path, data: TaskData, out: Path) -> dict
     import torch
     from transformers import AutoTokenizer, DataCollatorWithPadding
 
-    from edgedistill.training.common import predict_logits
+    from edgedistill.training.common import predict_outputs
 
     torch.set_num_threads(config.threads)
     settings = config.distill.augment
@@ -178,7 +178,7 @@ def _build(config: Config, teacher_dir: Path, data: TaskData, out: Path) -> dict
     log.info("augment: the teacher labels %d rows", len(texts))
     split = Split("augment", texts, [NO_LABEL] * len(texts), pairs, "augment")
     features = split.features(tokenizer, config.data.max_length, with_token_type_ids=pairs is not None)
-    logits = predict_logits(teacher, features, DataCollatorWithPadding(tokenizer), config.distill.eval_batch_size,
+    logits = predict_outputs(teacher, features, DataCollatorWithPadding(tokenizer), config.distill.eval_batch_size, task,
                             progress="teacher labels")
     lines = []
     for i, text in enumerate(texts):

@@ -248,7 +248,7 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
     from edgedistill.training.distill.losses import LossWeights
     from edgedistill.training.distill.student import hidden_size_of, num_layers_of
     from edgedistill.training.distill.trainer import StudentWithProjection
-    from edgedistill.training.common import predict_logits
+    from edgedistill.training.common import predict_outputs
 
     d = config.distill
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
@@ -276,7 +276,8 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
     cached_logits = bool((d.cache_teacher_logits or augment is not None) and weights.alpha_kd > 0)
     if cached_logits:
         log.info("%s: computing the teacher's logits once for %d training rows", role, len(train_set))
-        cached = predict_logits(teacher, train_set, collator, d.eval_batch_size, progress="teacher logits")
+        cached = predict_outputs(teacher, train_set, collator, d.eval_batch_size, get_task(config.task),
+                                 progress="teacher logits")
         train_set = [{**f, "teacher_logits": row.tolist()} for f, row in zip(train_set, cached)]
     if augment is not None:
         extra = augmented_features(augment, tokenizer, config.data.max_length, with_types)
@@ -390,7 +391,7 @@ def _save(config: Config, run: _Run, teacher_dir: Path, out: Path) -> dict[str, 
     measured, then the wrappers and split layers taken out); returns the QAT role's extra metrics."""
     from transformers import AutoTokenizer
 
-    from edgedistill.training.common import eval_scores, predict_logits
+    from edgedistill.training.common import eval_scores, predict_outputs
 
     task = get_task(config.task)
     extra: dict[str, Any] = {}
@@ -400,7 +401,7 @@ def _save(config: Config, run: _Run, teacher_dir: Path, out: Path) -> dict[str, 
         from edgedistill.training.distill.qat import strip_qat
         from edgedistill.quant.outlier_split import merge_outlier_split
 
-        simulated = predict_logits(run.student, run.eval_set, run.collator, run.recipe.eval_batch_size)
+        simulated = predict_outputs(run.student, run.eval_set, run.collator, run.recipe.eval_batch_size, task)
         labels = np.array([f["labels"] for f in run.eval_set])
         extra[f"eval_{task.headline}_fake_quant"] = eval_scores(task, simulated, labels)[f"eval_{task.headline}"]
         extra["qat"] = run.recipe.qat.model_dump()
@@ -417,13 +418,13 @@ def _evaluate(config: Config, run: _Run, out: Path) -> dict[str, Any]:
     import numpy as np
 
     from edgedistill.training.distill.student import hidden_size_of, num_layers_of
-    from edgedistill.training.common import eval_scores, predict_logits, stop_if_nothing_learnt
+    from edgedistill.training.common import eval_scores, predict_outputs, stop_if_nothing_learnt
 
     task = get_task(config.task)
     labels = np.array([f["labels"] for f in run.eval_set])
     batch = run.recipe.eval_batch_size
-    student_logits = predict_logits(run.student, run.eval_set, run.collator, batch)
-    teacher_logits = predict_logits(run.teacher, run.eval_set, run.collator, batch)
+    student_logits = predict_outputs(run.student, run.eval_set, run.collator, batch, task)
+    teacher_logits = predict_outputs(run.teacher, run.eval_set, run.collator, batch, task)
     s_metrics = eval_scores(task, student_logits, labels)
     t_metrics = eval_scores(task, teacher_logits, labels)
     if run.role == "student":  # the baseline shows what no teacher gives, and may be poor by design

@@ -62,7 +62,7 @@ class DistillationTrainer(Trainer):
             with torch.no_grad():
                 t_out = self.teacher(**inputs, token_type_ids=token_type_ids, output_hidden_states=want_hidden,
                                      output_attentions=want_attention)
-            teacher_logits = t_out.logits if cached_logits is None else cached_logits
+            teacher_logits = self.task.training_output(t_out) if cached_logits is None else cached_logits
             teacher_hidden, teacher_attention = t_out.hidden_states, t_out.attentions
         # hidden-state index i is the output of layer i (0: the embeddings); attentions count layers from 0
         attention_pairs = [(outputs.attentions[s - 1], teacher_attention[t - 1]) for s, t in self.layer_pairs
@@ -75,7 +75,7 @@ class DistillationTrainer(Trainer):
                 if module.projections is not None:
                     student_h = module.projections[k](student_h)
                 hidden_pairs.append((student_h, teacher_hidden[t_index]))
-        loss, parts = distillation_loss(outputs.logits, teacher_logits, labels, self.weights, hidden_pairs,
+        loss, parts = distillation_loss(self.task.training_output(outputs), teacher_logits, labels, self.weights, hidden_pairs,
                                         inputs["attention_mask"], attention_pairs, self.task)
         for name, value in parts.items():
             self._loss_parts.setdefault(name, []).append(value)
