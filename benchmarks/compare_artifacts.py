@@ -72,6 +72,7 @@ def compare(old: Path, new: Path) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     lines = [f"# Same artifacts? `{report['old']}` against `{report['new']}`", "", f"`{report['command']}`", "",
+             *([report["about"], ""] if report.get("about") else []),
              "| artifact | files | byte-identical | differ | gate numbers identical | structure identical |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, e in report["artifacts"].items():
@@ -87,12 +88,13 @@ def main() -> int:
     parser.add_argument("old", type=Path, help="the artifacts folder of the run before the change")
     parser.add_argument("new", type=Path, help="the artifacts folder of the run after it")
     parser.add_argument("--name", default="artifact-parity", help="results file name (default: artifact-parity)")
+    parser.add_argument("--about", default="", help="how the two runs were made, for the report")
     args = parser.parse_args()
     artifacts = {folder.name: compare(folder, args.new / folder.name)
                  for folder in sorted(args.old.glob("*")) if (args.new / folder.name / "artifact.json").is_file()}
     missing = sorted(f.name for f in args.old.glob("*") if not (args.new / f.name / "artifact.json").is_file())
     report = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "old": str(args.old),
-              "new": str(args.new), "artifacts": artifacts, "missing_in_new": missing}
+              "new": str(args.new), "about": args.about, "artifacts": artifacts, "missing_in_new": missing}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (RESULTS / f"{args.name}.md").write_text(render(report), encoding="utf-8")
     print(render(report))

@@ -77,7 +77,7 @@ def test_int8_static_keeps_float_io_at_the_signature_boundary(artifacts):
     output op is not quantized (the runner still dequantizes integer outputs: see the next test)."""
     runner = TFLiteRunner(artifacts["tflite-int8-static"].path / "model.tflite", threads=1)
     signature = runner.signatures[8]
-    assert signature["logits"]["dtype"] == "float32" and signature["quantization"] is None
+    assert signature["output"]["dtype"] == "float32" and signature["quantization"] is None
     assert runner.predict(np.array([[2, 10, 3]]), np.array([[1, 1, 1]])).dtype == np.float32
 
 
