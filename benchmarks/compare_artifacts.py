@@ -93,7 +93,8 @@ def main() -> int:
     artifacts = {folder.name: compare(folder, args.new / folder.name)
                  for folder in sorted(args.old.glob("*")) if (args.new / folder.name / "artifact.json").is_file()}
     missing = sorted(f.name for f in args.old.glob("*") if not (args.new / f.name / "artifact.json").is_file())
-    report = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "old": str(args.old),
+    command = [Path(sys.argv[0]).as_posix(), str(args.old), str(args.new), "--name", args.name]
+    report = {"command": " ".join(command + (["--about", "..."] if args.about else [])), "old": str(args.old),
               "new": str(args.new), "about": args.about, "artifacts": artifacts, "missing_in_new": missing}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (RESULTS / f"{args.name}.md").write_text(render(report), encoding="utf-8")
