@@ -177,3 +177,51 @@ def test_the_unlabelled_reader_refuses_a_short_row_as_the_task_reader_does(tmp_p
     (tmp_path / "more.tsv").write_text("sentence\tlabel\nfine film\t1\nshort row\n")
     with pytest.raises(DataError, match=r"more\.tsv, line 3: expected 2 fields \(sentence, label\), found 1"):
         read_unlabelled(tmp_path / "more.tsv", DataConfig())
+
+
+# -- a second task plugs in through the registry alone ----------------------------------------------------
+
+
+@pytest.fixture
+def score_task(monkeypatch):
+    """tests/toy_task.py registered as the task ``score``: a module and a registry row, nothing else."""
+    from edgedistill.core.registry import TASKS
+
+    monkeypatch.setitem(TASKS, "score", "toy_task")
+    from edgedistill.tasks import get_task
+
+    return get_task("score")
+
+
+def test_a_registered_task_is_accepted_by_the_config_and_found_by_name(score_task):
+    from edgedistill.tasks import task_of_config
+
+    assert load_config(overrides={"task": "score"}).task == "score"
+    assert task_of_config({"edgedistill": {"task": "score"}}, "m") is score_task
+
+
+def test_the_export_stage_runs_a_task_it_has_never_heard_of(score_task, tiny_tokenizer_dir, data, tmp_path):
+    """A tiny scorer exported to ONNX and gated by the toy task's own judge; its golden cases carry its output."""
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    from edgedistill.core.targets import load_target
+    from edgedistill.export.stage import ExportSettings, export_target
+
+    torch.manual_seed(0)
+    model = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=AutoTokenizer.from_pretrained(tiny_tokenizer_dir).vocab_size, dim=32, n_layers=1, n_heads=4,
+        hidden_dim=64, max_position_embeddings=64, num_labels=1)).eval()
+    model.config.edgedistill = {"task": "score"}
+    model.save_pretrained(tmp_path / "scorer")
+    AutoTokenizer.from_pretrained(tiny_tokenizer_dir).save_pretrained(tmp_path / "scorer")
+    settings = ExportSettings(max_length=32, threads=1, calibration_samples=8, seed=0, verify_samples=16)
+    artifact = export_target(tmp_path / "scorer", load_target("onnx-fp32"), data, tmp_path / "a", settings)
+    assert artifact.info["task"] == "score" and artifact.info["label_names"] == ["score"]
+    assert artifact.info["parity"]["gate"] == {"max_abs": 1e-4} and artifact.info["parity"]["samples"] == 16
+    golden = json.loads((artifact.path / "golden.json").read_text(encoding="utf-8"))
+    assert all(len(case["score"]) == 1 and case["rounded"] == round(case["score"][0], 2) for case in golden["cases"])
+    from edgedistill.bench.predict import open_model
+
+    rows = open_model(artifact.path, threads=1).predict(["a fine film"])
+    assert set(rows[0]) == {"text", "score"}
