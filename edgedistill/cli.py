@@ -440,7 +440,8 @@ def _add_stage_verbs(verb: Verb) -> None:
     distill.add_argument("--augment-file", metavar="PATH", help=augment_help)
     run = verb("run", cmd_run, "the whole pipeline: teacher to verified artifacts and a report",
                "teacher -> distill (student, QAT student, baseline) -> export every model in export_models to every\n"
-               "target (each verified before it is written; a failed gate is reported, not fatal) ->\n"
+               "target (each verified before it is written; a failed gate writes no artifact, the run goes on\n"
+               "and exits 1) ->\n"
                "bench -> report. Each stage is keyed by the content hash of its inputs: a finished stage\n"
                "is skipped and says so; a killed distillation resumes from its last checkpoint.\n"
                "Writes <workdir>/manifest.json (config, seed, keys, every output's hash, versions, host).")
