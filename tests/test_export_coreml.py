@@ -124,7 +124,7 @@ def test_the_emulator_runs_a_bert_classifier_with_either_attention(tmp_path, tin
                                                                    monkeypatch):
     """BERT adds token-type embeddings and a pooler; eager attention converts to matmul + softmax. The last of
     the 4 layers is the [CLS]-only layer, its attention written out (one softmax) under either."""
-    from conftest import recheck, make_tiny_bert
+    from conftest import make_tiny_bert
     from transformers import AutoModelForSequenceClassification
 
     folder = make_tiny_bert(tmp_path / "bert", tiny_tokenizer_dir, with_head=True)

@@ -49,6 +49,7 @@ def decode_lines(path: Path) -> list[str]:
 
 
 def column_index(path: Path, header: list[str], column: str, option: str) -> int:
+    """Where ``column`` is in a file's header; a :class:`DataError` naming the option that sets it otherwise."""
     if column not in header:
         raise DataError(
             f"{path}: no column {column!r} (set it with {option}); the columns are: {', '.join(header)}"
@@ -84,14 +85,6 @@ def delimited_records(path: Path, delimiter: str) -> tuple[list[str], Iterator[t
             yield number, fields
 
     return header, checked()
-
-
-def column_index(path: Path, header: list[str], column: str, option: str) -> int:
-    if column not in header:
-        raise DataError(
-            f"{path}: no column {column!r} (set it with {option}); the columns are: {', '.join(header)}"
-        )
-    return header.index(column)
 
 
 def json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
