@@ -15,6 +15,7 @@ from typing import Any
 
 from edgedistill import __version__
 from edgedistill.core.errors import CheckFailed, EdgeDistillError
+from edgedistill.core.registry import TASKS
 from edgedistill.pipeline import STAGES  # stdlib-only at import: the parser lists the stages
 
 _EPILOG = """\
@@ -74,6 +75,11 @@ def _add_config_options(parser: argparse.ArgumentParser, *, data: bool = True) -
     group = parser.add_argument_group("configuration (later options override earlier sources)")
     group.add_argument("-c", "--config", metavar="YAML", help="a config file (see `edgedistill config`)")
     group.add_argument("--preset", choices=["quick"], help="quick: a few thousand training rows, minutes")
+    group.add_argument("--task", choices=list(TASKS),
+                       help="what the models compute: classification (a label per text or pair) or embedding (a "
+                            "unit vector per text, distilled from a sentence-transformers teacher on STS pairs and "
+                            f"unlabelled text; its own defaults: data, targets, runs/embedding); default: "
+                            f"{_config_default('task')}")
     if data:
         group.add_argument("--data", metavar="PATH_OR_ID",
                            help="task data: a .tsv/.csv/.jsonl file, a folder with train.* and dev.*, a hub id, "
@@ -115,6 +121,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {}
     label_names = getattr(args, "label_names", None)
     flags = {
+        "task": getattr(args, "task", None),
         "data.dataset": getattr(args, "data", None),
         "data.text_column": getattr(args, "text_column", None),
         "data.label_column": getattr(args, "label_column", None),
@@ -135,7 +142,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     given = args.config or args.preset or args.overrides or any(
         getattr(args, name) is not None
-        for name in ("data", "text_column", "label_column", "label_names", "workdir", "threads", "seed")
+        for name in ("task", "data", "text_column", "label_column", "label_names", "workdir", "threads", "seed")
     )
     sys.stdout.write(dump_config(_config_from_args(args)) if given else default_config_text())
     return 0
@@ -143,10 +150,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Load and validate the task data; print its splits, labels and fingerprint."""
-    from edgedistill.data.task_data import load_task_data
+    from edgedistill.tasks import load_data
 
     config = _config_from_args(args)
-    data = load_task_data(config.data, seed=config.seed)
+    data = load_data(config)
     print(json.dumps(data.summary(), indent=2))
     return 0
 
@@ -167,13 +174,13 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Run the teacher stage (cached), then distil the student and train the baseline."""
-    from edgedistill.data.task_data import load_task_data
+    from edgedistill.tasks import load_data
     from edgedistill.tasks import get_task
     from edgedistill.training.distill import run_distill
     from edgedistill.training.teacher import run_teacher
 
     config = _config_from_args(args)
-    data = load_task_data(config.data, seed=config.seed)
+    data = load_data(config)
     results = run_distill(config, run_teacher(config, data=data), data, force=args.force)
     headline = get_task(config.task).headline
     if int(os.environ.get("RANK", "0")) == 0:
@@ -195,12 +202,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgedistill.core.targets import load_target
-    from edgedistill.data.task_data import load_task_data
+    from edgedistill.tasks import load_data
     from edgedistill.export.stage import ExportSettings, export_target
 
     config = _config_from_args(args)
     target = load_target(args.target)
-    data = load_task_data(config.data, seed=config.seed)
+    data = load_data(config)
     artifact = export_target(Path(args.model), target, data, Path(args.out),
                              ExportSettings.from_config(config, verify_samples=args.eval_samples))
     parity = artifact.info["parity"]
@@ -275,27 +282,33 @@ def _verification_data(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
     from edgedistill.core.config import DataConfig
-    from edgedistill.data.task_data import load_task_data
     from edgedistill.export.backends.base import Artifact
+    from edgedistill.tasks import load_data, task_of_artifact
 
     config = _config_from_args(args)
-    recorded = (Artifact.open(Path(args.artifact)).info.get("gated_on") or {})
+    info = Artifact.open(Path(args.artifact)).info
+    recorded = info.get("gated_on") or {}
     if args.data is None and not args.config and recorded.get("data"):
         print(f"edgedistill verify: no --data given: using the data the artifact was gated on "
               f"({recorded['data']['dataset']})", file=sys.stderr)
-        return load_task_data(DataConfig.model_validate(recorded["data"]), seed=recorded.get("seed", config.seed))
-    return load_task_data(config.data, seed=config.seed)
+        return task_of_artifact(info).load_data(DataConfig.model_validate(recorded["data"]),
+                                                recorded.get("seed", config.seed))
+    return load_data(config.model_copy(update={"task": task_of_artifact(info).name}))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run a checkpoint or an artifact on texts (or sentence pairs)."""
-    from edgedistill.bench.predict import open_model, read_texts, render
+    from edgedistill.bench.predict import open_model, read_corpus, read_texts, render, render_search
 
     texts = read_texts(args.texts, args.file)
+    corpus = read_corpus(args.corpus) if args.corpus else None
     predictor = open_model(args.model, threads=args.threads)
     if predictor.note:
         print(f"edgedistill predict: {predictor.note}", file=sys.stderr)
-    print(render(predictor, predictor.predict(texts), args.json))
+    if corpus is not None:
+        print(render_search(texts, corpus, predictor.search(texts, corpus, args.top), args.json))
+    else:
+        print(render(predictor, predictor.predict(texts), args.json))
     return 0
 
 
@@ -304,6 +317,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
     from edgedistill.core.targets import list_targets
 
     for target in list_targets():
+        if args.task and target.tasks and args.task not in target.tasks:
+            continue
         print(f"{target.name:34s} {target.backend:8s} {target.precision:13s} {target.device:16s} {target.description}")
     return 0
 
@@ -325,7 +340,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.core.errors import EdgeDistillError
-    from edgedistill.data.task_data import load_task_data
+    from edgedistill.tasks import load_data
     from edgedistill.export.model_card import update_cards
 
     config = _config_from_args(args)
@@ -334,7 +349,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not items:
         raise EdgeDistillError(f"nothing to benchmark in {', '.join(map(str, paths))}: no teacher/, student/, "
                                "baseline/ or artifacts/*/artifact.json")
-    data = load_task_data(config.data, seed=config.seed)
+    data = load_data(config)
     texts = data.eval.inputs[: args.eval_samples] if args.eval_samples else data.eval.inputs
     flags = {"batch_sizes": args.batch_sizes and list(args.batch_sizes),
              "seq_lengths": args.seq_lengths and list(args.seq_lengths),
@@ -494,13 +509,20 @@ def _add_using_verbs(verb: Verb) -> None:
                    "runtime: ONNX Runtime, LiteRT, Core ML; off macOS the labelled Core ML emulation), tokenized\n"
                    "with the tokenizer files it carries. A text holding a tab is a sentence pair (first<TAB>second).\n"
                    "For a classifier: label, probability and text per line, or with --json one JSON object per\n"
-                   "line (text, label, probabilities).\n"
-                   "  edgedistill predict runs/default/artifacts/student-tflite-int8-static \"not worth the ticket\"",
+                   "line (text, label, probabilities). For a sentence encoder: the embedding dimension and the\n"
+                   "cosine matrix of the texts (--json: each text's vector and cosines); with --corpus FILE, the\n"
+                   "--top K lines of FILE closest to each text (semantic search on the artifact itself).\n"
+                   "  edgedistill predict runs/default/artifacts/student-tflite-int8-static \"not worth the ticket\"\n"
+                   "  edgedistill predict runs/embedding/artifacts/student-onnx-int8-static \"a dog runs\" --corpus notes.txt",
                    configured=False)
     predict.add_argument("model", metavar="MODEL", help="a checkpoint folder or an artifact folder")
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to run; - reads one per line from stdin")
     predict.add_argument("--file", metavar="FILE", help="a UTF-8 text file, one text per line (- for stdin)")
     predict.add_argument("--json", action="store_true", help="JSON Lines output")
+    predict.add_argument("--corpus", metavar="FILE",
+                         help="sentence encoders: rank the lines of this UTF-8 file against each text")
+    predict.add_argument("--top", type=_positive_int, default=5, metavar="K",
+                         help="with --corpus: how many lines to list per text (default: 5)")
     predict.add_argument("--threads", type=_positive_int, default=int(_config_default("threads")), metavar="N",
                          help=f"CPU threads (default: {_config_default('threads')})")
     bench = verb("bench", cmd_bench, "benchmark models and artifacts into one report",
@@ -527,9 +549,11 @@ def _add_using_verbs(verb: Verb) -> None:
                    configured=False)
     compare.add_argument("a", metavar="A/report.json")
     compare.add_argument("b", metavar="B/report.json")
-    verb("targets", cmd_targets, "list the target profiles",
-         "Each profile in targets/ names a backend, a precision and options; pass its name to --target,\n"
-         "or copy one and pass the YAML file.", configured=False)
+    targets = verb("targets", cmd_targets, "list the target profiles",
+                   "Each profile in targets/ names a backend, a precision and options; pass its name to --target,\n"
+                   "or copy one and pass the YAML file. A profile made for one task only says so (tasks:).",
+                   configured=False)
+    targets.add_argument("--task", choices=list(TASKS), help="only the profiles this task can use")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

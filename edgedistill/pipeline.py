@@ -69,9 +69,9 @@ def run_pipeline(config: Config, *, only: str | None = None, start: str | None =
         seconds[name] = round(now - clock, 1)
         clock = now
 
-    from edgedistill.data.task_data import load_task_data
+    from edgedistill.tasks import load_data
 
-    data = load_task_data(config.data, seed=config.seed)  # once for every stage of the run
+    data = load_data(config)  # once for every stage of the run
     lap("data")
     teacher = None
     if "teacher" in stages:
@@ -115,21 +115,21 @@ def _model_entry(path: Path, cached: bool, metrics: dict[str, Any]) -> dict[str,
     from edgedistill.export.stage import file_records
 
     stage = json.loads((path / "stage.json").read_text())
-    return {"path": str(path), "cached": cached, "key": stage["key"], "files": file_records(path),
-            "eval_accuracy": metrics.get("eval_accuracy")}
+    scores = {key: value for key, value in metrics.items() if key.startswith("eval_") and isinstance(value, float)}
+    return {"path": str(path), "cached": cached, "key": stage["key"], "files": file_records(path), **scores}
 
 
 def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = False,
                 data: TaskData | None = None) -> dict[str, Any]:
     """Export every model in ``export_models`` to every target; a failed gate is recorded, not fatal."""
     from edgedistill.core.cache import reuse
-    from edgedistill.data.task_data import load_task_data
+    from edgedistill.tasks import load_data
     from edgedistill.export.backends.base import Artifact
     from edgedistill.export.model_files import source_hash
     from edgedistill.export.stage import ExportSettings, check_files, export_cache_key, export_target, exporter_fingerprint
 
     workdir = Path(config.workdir)
-    data = data if data is not None else load_task_data(config.data, seed=config.seed)
+    data = data if data is not None else load_data(config)
     settings = ExportSettings.from_config(config)
     exporter = exporter_fingerprint()
     entries: dict[str, Any] = {}
@@ -174,7 +174,7 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.core.cache import read_stage, reuse, stage_key, write_stage
-    from edgedistill.data.task_data import load_task_data
+    from edgedistill.tasks import load_data
     from edgedistill.export.model_card import update_cards
     from edgedistill.export.stage import file_records
 
@@ -182,7 +182,7 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     out = workdir / "report"
     wanted = {f"{role}-{t.name}" for role in config.export_models for t in targets or resolve_targets(config)}
     items = [i for i in discover([workdir]) if i.kind == "checkpoint" or i.path.name in wanted]
-    data = data if data is not None else load_task_data(config.data, seed=config.seed)
+    data = data if data is not None else load_data(config)
     b = config.bench
     inputs = {
         # logs and model cards (a bench rewrites the cards) do not change what is measured

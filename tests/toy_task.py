@@ -20,9 +20,16 @@ class ScoreTask(Task):
     pipeline_tag = "text-classification"
     title = "text scorer"
     headline = "mae"
+    agreement_label = "within 0.1"  # what :meth:`agreement` measures
     metric_names = ("mae",)
     architecture_suffix = "ForSequenceClassification"
     reads_first_row_only = True
+    head_linear_layers = 1
+
+    def load_data(self, data_config: Any, seed: int) -> Any:
+        from edgedistill.data.task_data import load_task_data
+
+        return load_task_data(data_config, seed=seed)
 
     def load_model(self, location: Any, **kwargs: Any) -> Any:
         from transformers import AutoModelForSequenceClassification

@@ -148,7 +148,8 @@ def run_bench(items: list[BenchItem], texts: list[Any], labels: list[int], setti
             rows.append(row)
             if row_logits is not None:
                 logits[item.name] = row_logits
-    _cross_row_metrics(rows, logits, np.asarray(labels), settings, _one_task(items))
+    task = _one_task(items)
+    _cross_row_metrics(rows, logits, np.asarray(labels), settings, task)
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -160,6 +161,8 @@ def run_bench(items: list[BenchItem], texts: list[Any], labels: list[int], setti
             "max_length": settings.max_length, "real_samples": settings.real_samples,
             "timing": settings.timing, "eval_samples": len(texts),
             "isolation": "one fresh process per model",
+            # what the quality columns hold: the task's headline metric, and what its agreement measures
+            "task": task.name, "headline": task.headline, "agreement": task.agreement_label,
         },
         "rows": rows,
     }

@@ -41,8 +41,9 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     # 1. Accuracy against p50 latency at the reference shape, Pareto front marked. Points are numbered
     #    (many artifacts share an accuracy, so names written beside them would overlap); the legend
     #    maps each number to its model.
-    pts = [(r["reference_latency"]["p50_ms"], r["accuracy"], r) for r in rows
-           if r.get("reference_latency") and r.get("accuracy") is not None]
+    metric = s.get("headline", "accuracy")
+    pts = [(r["reference_latency"]["p50_ms"], r[metric], r) for r in rows
+           if r.get("reference_latency") and r.get(metric) is not None]
     if pts:
         fig, ax = plt.subplots(figsize=(11, 6.5))
         for number, (lat, acc, r) in enumerate(pts, start=1):
@@ -56,8 +57,8 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.set_xlabel(f"p50 latency, ms (batch {s['reference']['batch']}, seq {s['reference']['seq']}, "
                       f"{s['threads']} threads, log scale)")
-        ax.set_ylabel("eval accuracy")
-        ax.set_title("Accuracy against latency (colour: backend; blue PyTorch, orange ONNX, green TFLite)")
+        ax.set_ylabel(f"eval {metric}")
+        ax.set_title(f"{metric.capitalize()} against latency (colour: backend; blue PyTorch, orange ONNX, green TFLite)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
         written.append(_save(fig, out_dir / "accuracy_vs_latency.png"))

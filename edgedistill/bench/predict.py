@@ -33,14 +33,24 @@ class Predictor:
     runtime: str
     note: str | None = None
 
-    def predict(self, texts: list[Example]) -> list[dict[str, Any]]:
-        """The task's records for each text or ``(text, pair)``, each run alone at its own length."""
+    def outputs(self, texts: list[Example]) -> np.ndarray:
+        """The raw outputs for each text or ``(text, pair)``, each run alone at its own length."""
         outputs = []
         for example in texts:
             ids = token_ids(self.tokenizer, example, self.max_length)
             outputs.append(np.asarray(self.runner.predict(np.asarray([ids], dtype=np.int64),
                                                           np.ones((1, len(ids)), dtype=np.int64)))[0])
-        return self.task.predictions(texts, np.stack(outputs), self.label_names)
+        return np.stack(outputs)
+
+    def predict(self, texts: list[Example]) -> list[dict[str, Any]]:
+        """The task's records for each text or ``(text, pair)``."""
+        return self.task.predictions(texts, self.outputs(texts), self.label_names)
+
+    def search(self, texts: list[Example], corpus: list[str], top: int) -> list[list[tuple[int, float]]]:
+        """For each text, the ``top`` corpus lines closest to it as ``(line index, score)`` (the task ranks:
+        a sentence encoder by cosine; a task without vectors refuses)."""
+        queries = self.outputs(texts)
+        return self.task.rank(queries, self.outputs(list(corpus)), top)
 
 
 def open_model(path: Path, threads: int) -> Predictor:
@@ -93,6 +103,31 @@ def read_texts(texts: list[str], file: str | None) -> list[Example]:
     if not out:
         raise DataError("no text to run: give TEXT arguments, --file FILE, or - to read standard input")
     return [as_example(text) for text in out]
+
+
+def read_corpus(file: str) -> list[str]:
+    """The non-blank lines of ``file`` (UTF-8), to be ranked by ``predict --corpus``."""
+    try:
+        lines = _lines(Path(file).read_bytes(), file)
+    except OSError as exc:
+        raise DataError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    if not lines:
+        raise DataError(f"{file}: the corpus holds no text")
+    return lines
+
+
+def render_search(texts: list[Example], corpus: list[str], ranked: list[list[tuple[int, float]]],
+                  as_json: bool) -> str:
+    """Each text and its closest corpus lines (rank, score, line number, line); JSON Lines with ``--json``."""
+    if as_json:
+        return "\n".join(json.dumps({"text": text, "results": [
+            {"rank": r + 1, "line": i + 1, "text": corpus[i], "score": round(score, 6)}
+            for r, (i, score) in enumerate(hits)]}, ensure_ascii=False) for text, hits in zip(texts, ranked))
+    blocks = []
+    for text, hits in zip(texts, ranked):
+        blocks.append("\n".join([f"{text}"] + [f"  {r + 1:>2d}. {score:.4f}  line {i + 1}: {corpus[i]}"
+                                                for r, (i, score) in enumerate(hits)]))
+    return "\n\n".join(blocks)
 
 
 def as_example(text: str) -> Example:

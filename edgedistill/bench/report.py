@@ -40,12 +40,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     host = report["host"]
     batch, seq = s["reference"]["batch"], s["reference"]["seq"]
+    metric = s.get("headline", "accuracy")  # reports written before tasks were classifiers
+    agrees = "cos" if s.get("agreement") == "mean cosine" else "agrees"
     lines = [
         "# edgedistill benchmark report", "",
         f"Latency at batch {batch}, sequence {seq}, {s['threads']} threads; each model in its own process; "
-        f"accuracy on {s['eval_samples']} eval sentences. Speed-ups are p50 ratios from this same run.", "",
-        f"| model | backend | precision | size MB | params | accuracy | agrees teacher | agrees fp32 student "
-        f"| max logit diff | p50 ms | p90 ms | std ms | × vs teacher | × vs fp32 student | size vs student "
+        f"{metric} on {s['eval_samples']} eval sentences"
+        + (" (agreement columns: mean cosine of the two models' vectors per sentence)" if agrees == "cos" else "")
+        + ". Speed-ups are p50 ratios from this same run.", "",
+        f"| model | backend | precision | size MB | params | {metric} | {agrees} teacher | {agrees} fp32 student "
+        f"| max output diff | p50 ms | p90 ms | std ms | × vs teacher | × vs fp32 student | size vs student "
         f"| peak RSS MB | load s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -63,7 +67,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {row['name']}{pruned} | {row['backend']} | {row['precision']} "
             f"| {_fmt(row.get('size_bytes', 0) / _MB, '.1f')} "
-            f"| {_fmt(row.get('parameters', 0) / 1e6, '.1f')}M | {_fmt(row.get('accuracy'))} "
+            f"| {_fmt(row.get('parameters', 0) / 1e6, '.1f')}M | {_fmt(row.get(metric))} "
             f"| {_pct(row.get('agreement_with_teacher'))} | {_pct(row.get('agreement_with_fp32_student'))} "
             f"| {_fmt(row.get('max_logit_diff'), '.2g')} | {_fmt(ref.get('p50_ms'), '.2f')}{noisy} "
             f"| {_fmt(ref.get('p90_ms'), '.2f')} | {_fmt(ref.get('std_ms'), '.2f')} "
@@ -94,7 +98,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                   "latency is this host's, not the device's.", ""]
     notes = sorted({f"{row['backend']}: {row['latency_note']}" for row in report["rows"] if row.get("latency_note")})
     if notes:
-        lines += ["† No latency for these rows, by design: " + "; ".join(notes) + ". Their accuracy and "
+        lines += ["† No latency for these rows, by design: " + "; ".join(notes) + ". Their quality and "
                   "agreement come from that emulation, not from the device runtime.", ""]
     failed = report.get("failed_artifacts") or {}
     if failed:
@@ -137,7 +141,7 @@ def _write_csv(report: dict[str, Any], path: Path) -> None:
     """Long format: one line per model × batch × sequence length."""
     fields = ["name", "role", "backend", "precision", "status", "batch", "seq", "p50_ms", "p90_ms", "p99_ms",
               "mean_ms", "std_ms", "first_ms", "n", "throughput_per_s", "noisy", "bucket", "accuracy", "f1_macro",
-              "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
+              "spearman", "pearson", "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
               "parameters", "peak_rss_mb", "load_s", "threads", "int8_mac_fraction", "device", "bench_host_device",
               "error"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -153,10 +157,11 @@ def compare_reports(a_path: Path, b_path: Path) -> str:
     """Two reports side by side (quantized vs unquantized, one machine vs another), as Markdown."""
     a, b = (json.loads(Path(p).read_text()) for p in (a_path, b_path))
     b_rows = {r["name"]: r for r in b["rows"]}
+    metric = a["settings"].get("headline", "accuracy")
     lines = [f"# {a_path} (A) vs {b_path} (B)", "",
              f"A: {a['host']['cpu']}, {a['settings']['threads']} threads. "
              f"B: {b['host']['cpu']}, {b['settings']['threads']} threads.", "",
-             "| model | A p50 ms | B p50 ms | B/A latency | A accuracy | B accuracy | A size MB | B size MB |",
+             f"| model | A p50 ms | B p50 ms | B/A latency | A {metric} | B {metric} | A size MB | B size MB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in a["rows"]:
         other = b_rows.get(row["name"])
@@ -166,7 +171,7 @@ def compare_reports(a_path: Path, b_path: Path) -> str:
         pb = (other.get("reference_latency") or {}).get("p50_ms")
         ratio = f"{pb / pa:.2f}" if pa and pb else "–"
         lines.append(f"| {row['name']} | {_fmt(pa, '.2f')} | {_fmt(pb, '.2f')} | {ratio} | "
-                     f"{_fmt(row.get('accuracy'))} | {_fmt(other.get('accuracy'))} | "
+                     f"{_fmt(row.get(metric))} | {_fmt(other.get(metric))} | "
                      f"{_fmt((row.get('size_bytes') or 0) / _MB, '.1f')} | {_fmt((other.get('size_bytes') or 0) / _MB, '.1f')} |")
     only = sorted(set(b_rows) - {r["name"] for r in a["rows"]})
     if only:

@@ -74,3 +74,13 @@ def run_cached_stage(stage: str, out: Path, inputs: dict[str, Any], outputs: tup
             write_stage(tmp, stage, key, inputs)
     synchronize_processes()
     return metrics, False
+
+
+def user_cache_dir(kind: str) -> Path:
+    """``$EDGEDISTILL_CACHE/<kind>`` (default ``~/.cache/edgedistill/<kind>``): what is worth keeping across runs
+    and workdirs (XNNPACK packed weights, a teacher's vectors for a corpus), named by content; created on use."""
+    import os
+
+    folder = Path(os.environ.get("EDGEDISTILL_CACHE", Path.home() / ".cache" / "edgedistill")) / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -163,13 +163,23 @@ class DistillConfig(TrainingRecipe):
     qat: QatConfig = QatConfig()
     save_steps: int = Field(200, ge=1)
     epochs: float = Field(2.0, gt=0)
+    # Embeddings: the unlabelled text the student learns the teacher's vectors on, besides the task data's
+    # training sentences: files or folders (one text per line, a TSV/CSV/JSONL column data.text_column, a CoNLL
+    # file's sentences), or "auto": the data sets in the folders beside the task data's folder.
+    corpus: list[str] | Literal["auto"] = Field(default_factory=list)
+    # A seeded sample of at most this many distinct corpus sentences (null: all).
+    corpus_max_sentences: int | None = Field(None, ge=1)
+    # Embeddings: weight of the MSE between the student's and the teacher's normalised sentence vectors.
+    alpha_embedding: float = Field(1.0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> DistillConfig:
         if self.layer_map is not None:
             _check_layer_map_shape(self.layer_map, self.layers)
-        if not (self.alpha_kd or self.alpha_ce or self.alpha_cos or self.alpha_mse or self.alpha_att):
-            raise ValueError("alpha_kd, alpha_ce, alpha_cos, alpha_mse and alpha_att are all 0: nothing to train on")
+        if not (self.alpha_kd or self.alpha_ce or self.alpha_cos or self.alpha_mse or self.alpha_att
+                or self.alpha_embedding):
+            raise ValueError("alpha_kd, alpha_ce, alpha_cos, alpha_mse, alpha_att and alpha_embedding are all 0: "
+                             "nothing to train on")
         if self.augment.enabled and not self.alpha_kd:
             raise ValueError("augmented rows have no labels: they teach through the teacher's soft targets, so "
                              "distill.augment needs alpha_kd > 0")
@@ -203,13 +213,21 @@ def _check_layer_map_shape(layer_map: list[int], student_layers: int) -> None:
 class Tolerance(_Section):
     """The verification gate: how close an artifact must stay to the PyTorch model it came from.
 
-    fp32 artifacts are held to ``max_abs`` on logits; reduced precisions to label agreement and the
-    accuracy drop (in points) on the eval text. Unset values take the precision's default.
+    fp32 artifacts are held to ``max_abs`` on the outputs; reduced precisions to what the task compares
+    (classification: label agreement; embeddings: cosine to the checkpoint's vectors and nearest-neighbour
+    overlap) and the drop of its headline metric in points (accuracy; STS Spearman) on the eval text. Unset
+    values take the task's default for the precision; a bound the task does not compare is ignored.
     """
 
     max_abs: float | None = Field(None, gt=0)
     min_agreement: float | None = Field(None, ge=0, le=1)
+    # the drop of the task's headline metric, in points (classification: accuracy; embedding: STS Spearman)
     max_accuracy_drop: float | None = Field(None, ge=0)
+    # embeddings: per-sentence cosine to the checkpoint's vector (mean, and the worst sentence), and the share
+    # of each eval sentence's 10 nearest neighbours in the eval pool that the artifact keeps
+    min_cosine_mean: float | None = Field(None, ge=-1, le=1)
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    min_neighbour_overlap: float | None = Field(None, ge=0, le=1)
 
 
 class TargetConfig(_Section):
@@ -229,6 +247,8 @@ class TargetConfig(_Section):
     # [CLS] row only, the one row the classification head reads (exact; edgedistill/cls_pruning.py).
     cls_only_last_layer: bool = True
     tolerance: Tolerance = Tolerance()
+    # The tasks the profile is made for (its options or gate assume their outputs); empty: every task.
+    tasks: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _typed_options(self) -> TargetConfig:
@@ -292,6 +312,18 @@ class Config(_Section):
             raise ValueError(f"unknown task {name!r}; the tasks are: {', '.join(TASKS)}")
         return name
 
+    @model_validator(mode="after")
+    def _targets_for_the_task(self) -> Config:
+        """A target profile made for another task is refused here, before any training."""
+        from edgedistill.core.targets import load_target
+
+        for target in self.targets:
+            resolved = load_target(target) if isinstance(target, str) else target
+            if resolved.tasks and self.task not in resolved.tasks:
+                raise ValueError(f"target {resolved.name} is a {' / '.join(resolved.tasks)} profile; this run's task "
+                                 f"is {self.task} (`edgedistill targets --task {self.task}` lists its profiles)")
+        return self
+
 
 def default_config_text() -> str:
     """The embedded default configuration, comments included (what `edgedistill config` prints)."""
@@ -309,11 +341,12 @@ def load_config(
     ``overrides`` maps dotted keys (``"teacher.epochs"``) to values already parsed from YAML.
     """
     merged = _parse_yaml(default_config_text(), "<embedded default>")
+    layers: list[dict[str, Any]] = []  # what goes over the default, in order
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; the presets are: {', '.join(PRESETS)}")
         text = resources.files("edgedistill.core").joinpath(f"presets/{preset}.yaml").read_text("utf-8")
-        _deep_merge(merged, _parse_yaml(text, f"<preset {preset}>"))
+        layers.append(_parse_yaml(text, f"<preset {preset}>") or {})
     lines: dict[str, int] = {}
     source = "<embedded default>"
     if path is not None:
@@ -328,7 +361,15 @@ def load_config(
             raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(user).__name__}")
         lines = _key_lines(text)
         source = str(path)
-        _deep_merge(merged, user)
+        layers.append(user)
+    # A task's own defaults (its data, schedule and targets) sit between the embedded default and the rest.
+    chosen = [(overrides or {}).get("task"), *(layer.get("task") for layer in reversed(layers))]
+    task = next((name for name in chosen if name), merged.get("task"))
+    task_defaults = resources.files("edgedistill.core").joinpath(f"presets/task-{task}.yaml")
+    if task_defaults.is_file():
+        _deep_merge(merged, _parse_yaml(task_defaults.read_text("utf-8"), f"<task {task} defaults>"))
+    for layer in layers:
+        _deep_merge(merged, layer)
     for dotted, value in (overrides or {}).items():
         _set_dotted(merged, dotted, value)
     try:

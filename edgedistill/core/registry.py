@@ -47,6 +47,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 # task name -> the module defining its TASK (edgedistill.tasks.base.Task)
 TASKS: dict[str, str] = {
     "classification": "edgedistill.tasks.classification",
+    "embedding": "edgedistill.tasks.embedding",
 }
 DEFAULT_TASK = "classification"
 

@@ -33,11 +33,12 @@ KNOWN_LABEL_NAMES = {
 
 @dataclass
 class Split:
-    """One split of labelled text. ``labels`` are ids into the task's label names."""
+    """One split of labelled text. ``labels`` are ids into the task's label names (a similarity task's rows are
+    flattened sentence pairs and its labels the pairs' scores: :mod:`edgedistill.data.sts`)."""
 
     name: str
     texts: list[str]
-    labels: list[int]
+    labels: list[Any]
     text_pairs: list[str] | None = None
     source: str = ""
 

@@ -63,3 +63,8 @@ def task_of_model(model_dir: Path) -> Task:
 def task_of_artifact(info: dict[str, Any]) -> Task:
     """The task an ``artifact.json`` records (artifacts written before tasks existed are classifiers)."""
     return get_task(info.get("task", DEFAULT_TASK))
+
+
+def load_data(config: Any) -> Any:
+    """The run's task data (a :class:`edgedistill.data.task_data.TaskData`), read the way its task reads it."""
+    return get_task(config.task).load_data(config.data, config.seed)

@@ -3,6 +3,7 @@
 A task is what a model computes and how its answers are judged. One module per task (registered in
 :mod:`edgedistill.tasks`) owns every task-specific fact, so the stages around it never branch on a task:
 
+* the data: how its splits are read (:meth:`Task.load_data`);
 * the models: which ``AutoModelFor...`` class a teacher and a checkpoint load as (:meth:`Task.load_model`),
   the head a teacher is fine-tuned with (:meth:`Task.head_settings`), the student's class and head
   (:meth:`Task.student_model`), the names of its outputs (:meth:`Task.output_names`);
@@ -77,13 +78,26 @@ class Task(ABC):
     """One task: the facts and judgements every stage asks of it (see the module docstring)."""
 
     name: str
-    optimum_task: str  # optimum's exporter and ``optimum-cli --task``
+    # optimum's exporter and ``optimum-cli --task``; None where optimum exports something else than the task's
+    # output (its feature extraction returns token states): the ONNX file is traced from :meth:`export_module`
+    optimum_task: str | None
     pipeline_tag: str  # the Hugging Face model card's
     title: str  # what the model is, in a card's or a Core ML package's description ("text classifier")
     headline: str  # the metric reported first and logged (``eval_<headline>`` in metrics.json)
     metric_names: tuple[str, ...]  # every metric :meth:`metrics` returns
+    agreement_label: str  # what :meth:`agreement` measures, for a report's columns
     architecture_suffix: str  # how transformers names this task's model classes (``BertFor...``)
     reads_first_row_only: bool  # the output reads the [CLS] row alone (the last-layer [CLS]-only rewrite applies)
+    head_linear_layers: int  # linear layers after the encoder (a ``float_head`` export keeps them float)
+    # How its teacher and students are trained (edgedistill.training.common.RECIPES): "logits" (a fine-tuned
+    # teacher's soft targets with the Trainer) or "embedding" (a teacher's vectors, learnt on unlabelled text).
+    recipe: str = "logits"
+
+    # -- data ---------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def load_data(self, data_config: Any, seed: int) -> Any:
+        """The task's train and eval splits (a :class:`edgedistill.data.task_data.TaskData`) from ``data``."""
 
     # -- models -------------------------------------------------------------------------------------
 
@@ -174,6 +188,13 @@ class Task(ABC):
     @abstractmethod
     def render_predictions(self, rows: list[dict[str, Any]]) -> str:
         """``predict``'s plain-text output."""
+
+    def rank(self, queries: np.ndarray, corpus: np.ndarray, top: int) -> list[list[tuple[int, float]]]:
+        """``predict --corpus``: for each query's output, the ``top`` corpus rows it is closest to, best first, as
+        ``(row, score)``. Only tasks whose outputs are comparable vectors rank."""
+        from edgedistill.core.errors import ConfigError
+
+        raise ConfigError(f"the {self.name} task does not rank a corpus (--corpus): its outputs are not vectors")
 
     @abstractmethod
     def card(self, info: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:

@@ -41,10 +41,19 @@ class ClassificationTask(Task):
     pipeline_tag = "text-classification"
     title = "text classifier"
     headline = "accuracy"
+    agreement_label = "label agreement"  # what :meth:`agreement` measures
     metric_names = ("accuracy", "f1_macro")
     architecture_suffix = "ForSequenceClassification"
     # The head reads the [CLS] row alone: an exporter may compute the last layer for that row only.
     reads_first_row_only = True
+    head_linear_layers = 2  # DistilBERT's pre-classifier and classifier; BERT's pooler dense and classifier
+
+    # -- data ---------------------------------------------------------------------------------------
+
+    def load_data(self, data_config: Any, seed: int) -> Any:
+        from edgedistill.data.task_data import load_task_data
+
+        return load_task_data(data_config, seed=seed)
 
     # -- models -------------------------------------------------------------------------------------
 

@@ -21,6 +21,16 @@ log = logging.getLogger("edgedistill.training")
 
 # What a trained model's stage folder must hold to be reused (teacher, born-again teacher, student roles).
 MODEL_OUTPUTS = ("config.json", "metrics.json", "edgedistill_config.yaml")
+# A task's training recipe (``Task.recipe``) -> the module whose run_teacher / run_distill train it; "logits" is
+# edgedistill.training.teacher's and edgedistill.training.distill's own.
+RECIPES = {"embedding": "edgedistill.training.embedding"}
+
+
+def own_recipe(task: Task) -> Any | None:
+    """The module of ``task``'s training recipe when it is not the logits recipe, else None."""
+    import importlib
+
+    return importlib.import_module(RECIPES[task.recipe]) if task.recipe in RECIPES else None
 
 
 @dataclass

@@ -19,10 +19,10 @@ from edgedistill.core.config import Config, dump_config
 from edgedistill.core.errors import ModelError
 from edgedistill.core.host import host_info
 from edgedistill.core.models import ModelSource, load_model_config, resolve_model
-from edgedistill.data.task_data import TaskData, load_task_data
-from edgedistill.tasks import get_task
+from edgedistill.data.task_data import TaskData
+from edgedistill.tasks import get_task, load_data
 from edgedistill.tasks.base import Task
-from edgedistill.training.common import MODEL_OUTPUTS, SCHEDULE_KEYS, TeacherResult, fit_schedule
+from edgedistill.training.common import MODEL_OUTPUTS, SCHEDULE_KEYS, TeacherResult, fit_schedule, own_recipe
 
 log = logging.getLogger("edgedistill.teacher")
 
@@ -42,9 +42,12 @@ def run_teacher(config: Config, *, force: bool = False, data: TaskData | None = 
     (:mod:`edgedistill.training.born_again`, which this stage hands the fine-tuned teacher to).
     """
     task = get_task(config.task)
+    data = data if data is not None else load_data(config)
+    recipe = own_recipe(task)
+    if recipe is not None:
+        return recipe.run_teacher(config, force=force, data=data)
     source = resolve_model(config.teacher.model)
     model_config = load_model_config(source)
-    data = data if data is not None else load_task_data(config.data, seed=config.seed)
     recipe = fit_schedule(config.teacher, len(data.train), "teacher")
     inputs = {
         "model": source.fingerprint(),

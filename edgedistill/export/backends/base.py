@@ -135,3 +135,10 @@ def get_backend(name: str) -> Backend:
     if spec.probe:
         require(spec.probe, spec.extra)
     return importlib.import_module(spec.module).BACKEND
+
+
+def head_layers(model_dir: Path) -> int:
+    """The linear layers after the encoder in ``model_dir``'s task (what ``float_head`` keeps float)."""
+    from edgedistill.tasks import task_of_model
+
+    return task_of_model(Path(model_dir)).head_linear_layers

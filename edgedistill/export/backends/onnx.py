@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgedistill.export.backends.base import Artifact, Calibration, ParityError, check_precision, require_full_integer
+from edgedistill.export.backends.base import (Artifact, Calibration, ParityError, check_precision, head_layers,
+                                              require_full_integer)
 from edgedistill.export.backends.conversions import converted
 from edgedistill.core.config import TargetConfig
 from edgedistill.data.encoding import Example, padded_batches
@@ -107,7 +108,7 @@ class OnnxBackend:
 
             split = plan_outlier_split(model_dir, target.cls_only_last_layer, calibration,
                                        options.outlier_split_ratio, out_dir, options.outlier_split_sides,
-                                       skip_last=2 if options.float_head else 0)
+                                       skip_last=head_layers(model_dir) if options.float_head else 0)
         with tempfile.TemporaryDirectory(prefix="edgedistill-onnx-") as scratch:
             scratch = Path(scratch)
             exported = self._export_fp32(model_dir, scratch / "fp32", options, target.cls_only_last_layer, split)
@@ -208,8 +209,11 @@ class OnnxBackend:
                 from edgedistill.quant.outlier_split import apply_plan
 
                 model = apply_plan(model, split)
-            onnx_export_from_model(model, folder, opset=options.opset, task=task.optimum_task, do_validation=False,
-                                   preprocessors=maybe_load_preprocessors(str(model_dir)))
+            if task.optimum_task is None:  # optimum exports other outputs than the task's: the task's module
+                _trace(model_dir, model, task, folder, options.opset)
+            else:
+                onnx_export_from_model(model, folder, opset=options.opset, task=task.optimum_task,
+                                       do_validation=False, preprocessors=maybe_load_preprocessors(str(model_dir)))
 
         converted(model_dir, {"backend": "onnx", "opset": options.opset, "cls_only_last_layer": cls_only_last_layer,
                               "split": split}, out, export)
@@ -302,7 +306,8 @@ class OnnxBackend:
         if options.calibration == "entropy":
             _entropy_ranges(model, list(options.quantize_ops), Reader(), options.symmetric_activations, cache)
         matmuls = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")]
-        kept_float = matmuls[-2:] if options.float_head else []  # graph order: the head comes last
+        head = head_layers(model_dir) if options.float_head else 0
+        kept_float = matmuls[len(matmuls) - head:] if head else []  # graph order: the head comes last
         try:
             quantize_static(
                 str(model), str(final), Reader(), quant_format=QuantFormat.QDQ,
@@ -325,6 +330,27 @@ class OnnxBackend:
 
 
 ENTROPY_BINS = 2048  # histogram bins for the entropy (KL) search over 128 quantized bins
+
+
+def _trace(model_dir: Path, model: Any, task: Any, folder: Path, opset: int) -> None:
+    """``model.onnx`` traced from the task's export module with torch's TorchScript-based exporter (what
+    optimum's exporter runs), dynamic batch and sequence axes, inputs ``input_ids`` and ``attention_mask`` and
+    the task's output; the model's ``config.json`` beside it (ORT's optimizer reads the model type there)."""
+    import torch
+
+    from edgedistill.quant.cls_pruning import traced_module
+
+    module = traced_module(model_dir, model, task)
+    output = task.output_names()[0]
+    example = (torch.ones((2, 16), dtype=torch.long), torch.ones((2, 16), dtype=torch.long))
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(module, example, str(folder / MODEL_FILE), input_names=["input_ids", "attention_mask"],
+                          output_names=[output], opset_version=opset, do_constant_folding=True, dynamo=False,
+                          dynamic_axes={"input_ids": {0: "batch_size", 1: "sequence_length"},
+                                        "attention_mask": {0: "batch_size", 1: "sequence_length"},
+                                        output: {0: "batch_size"}})
+    model.config.save_pretrained(folder)
 
 
 def _entropy_ranges(model: Path, op_types: list[str], reader: Any, symmetric: bool, cache: Path) -> None:

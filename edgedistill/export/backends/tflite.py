@@ -152,17 +152,15 @@ def dequantize(values: np.ndarray, quantization: tuple[float, int] | None) -> np
 def weight_cache_path(model_path: Path, model_sha256: str | None = None) -> Path:
     """Where XNNPACK keeps this model's packed weights: one file per model content (the hash recorded in
     ``artifact.json`` when there is one, so loading does not re-read the model to hash it)."""
-    import os
-
+    from edgedistill.core.cache import user_cache_dir
     from edgedistill.core.hashing import sha256_file
 
-    root = Path(os.environ.get("EDGEDISTILL_CACHE", Path.home() / ".cache" / "edgedistill"))
-    folder = root / "xnnpack"
+    name = f"{(model_sha256 or sha256_file(model_path))[:24]}.xnnpack"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        log.warning("cannot create %s: TFLite runs without an XNNPACK weight cache", folder)
-    return folder / f"{(model_sha256 or sha256_file(model_path))[:24]}.xnnpack"
+        return user_cache_dir("xnnpack") / name
+    except OSError as exc:
+        log.warning("cannot create the XNNPACK cache folder (%s): TFLite runs without a weight cache", exc)
+        return Path(exc.filename or ".") / name
 
 
 def _compile(model_path: Path, threads: int, weight_cache: Path) -> Any:
@@ -214,11 +212,12 @@ class TFLiteBackend:
         final = out_dir / MODEL_FILE
         split = None
         if target.precision == "int8-static" and options.outlier_split_ratio:
+            from edgedistill.export.backends.base import head_layers
             from edgedistill.quant.outlier_split import plan_outlier_split
 
             split = plan_outlier_split(model_dir, target.cls_only_last_layer, calibration,
                                        options.outlier_split_ratio, out_dir, options.outlier_split_sides,
-                                       skip_last=2 if options.float_head else 0)
+                                       skip_last=head_layers(model_dir) if options.float_head else 0)
         with tempfile.TemporaryDirectory(prefix="edgedistill-tflite-") as scratch:
             fp32 = Path(scratch) / "fp32.tflite"
             self._convert(model_dir, options, target.cls_only_last_layer, fp32, split)
@@ -324,9 +323,11 @@ class TFLiteBackend:
                 else:
                     qt.add_static_config(regex=".*", operation_name=TFLOperationName(op), weight_num_bits=8,
                                          activation_num_bits=16 if op in options.int16_ops else 8)
+            from edgedistill.export.backends.base import head_layers
             from edgedistill.export.backends.tflite_quant import head_scopes, single_row_scopes
 
-            float_scopes = head_scopes(fp32) if options.float_head else set()
+            head = head_layers(model_dir) if options.float_head else 0
+            float_scopes = head_scopes(fp32, head) if head else set()
             if options.float_cls_row:
                 float_scopes |= single_row_scopes(fp32, options.batch)
             for scope in sorted(float_scopes):  # the latest matching config wins in ai-edge-quantizer

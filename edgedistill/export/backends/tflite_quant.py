@@ -67,9 +67,9 @@ class FlatModel:
         return {tensor_name(t): i for i, t in enumerate(self.tensors)}
 
 
-def head_scopes(model_path: Path) -> set[str]:
-    """ai-edge-quantizer's scope names (output tensor names) of every signature's last two FULLY_CONNECTED ops:
-    a BERT-family classification head (pre-classifier or pooler dense, then the classifier)."""
+def head_scopes(model_path: Path, count: int = 2) -> set[str]:
+    """ai-edge-quantizer's scope names (output tensor names) of every signature's last ``count`` FULLY_CONNECTED
+    ops: a BERT-family classification head (pre-classifier or pooler dense, then the classifier)."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils
 
     model = tfl_flatbuffer_utils.read_model(Path(model_path))
@@ -77,7 +77,7 @@ def head_scopes(model_path: Path) -> set[str]:
     scopes = set()
     for subgraph in model.subgraphs:
         fcs = [op for op in subgraph.operators if types[op.opcodeIndex] == "FULLY_CONNECTED"]
-        scopes.update(tfl_flatbuffer_utils.get_op_scope(op, subgraph.tensors) for op in fcs[-2:])
+        scopes.update(tfl_flatbuffer_utils.get_op_scope(op, subgraph.tensors) for op in fcs[-count:])
     return scopes
 
 

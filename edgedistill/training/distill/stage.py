@@ -28,7 +28,7 @@ from edgedistill.core.host import host_info
 from edgedistill.core.models import load_model_config, resolve_model
 from edgedistill.data.task_data import TaskData
 from edgedistill.tasks import get_task
-from edgedistill.training.common import MODEL_OUTPUTS, SCHEDULE_KEYS, TeacherResult, fit_schedule
+from edgedistill.training.common import MODEL_OUTPUTS, SCHEDULE_KEYS, TeacherResult, fit_schedule, own_recipe
 from edgedistill.training.distill.augment import AugmentResult, augmented_features, run_augment
 
 log = logging.getLogger("edgedistill.distill")
@@ -46,7 +46,10 @@ class DistillResult:
 
 def run_distill(config: Config, teacher: TeacherResult, data: TaskData, *, force: bool = False) -> list[DistillResult]:
     """Distil the student from ``teacher`` (the teacher stage's result) on ``data``, then (unless disabled)
-    its QAT twin and the baseline; each cached on its own."""
+    its QAT twin and the baseline; each cached on its own. A task with its own recipe trains it instead."""
+    recipe = own_recipe(get_task(config.task))
+    if recipe is not None:
+        return recipe.run_distill(config, teacher, data, force=force)
     teacher_hash = model_folder_hash(teacher.path)
     augment = run_augment(config, teacher.path, teacher_hash, data, force=force)
     student = _run_role(config, "student", teacher.path, teacher_hash, data, force, augment=augment)
