@@ -56,7 +56,7 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
 
 
 def make_tiny_bert(folder: Path, tokenizer_dir: Path, *, layers: int = 4, hidden: int = 32,
-                   with_head: bool = False, seed: int = 0) -> Path:
+                   with_head: bool = False, seed: int = 0, initializer_range: float = 0.02) -> Path:
     """A random BERT encoder (like the packaged MiniLM: no classification head) or a classifier."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
@@ -65,7 +65,7 @@ def make_tiny_bert(folder: Path, tokenizer_dir: Path, *, layers: int = 4, hidden
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=4, intermediate_size=hidden * 2, max_position_embeddings=128,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config) if with_head else BertModel(config)

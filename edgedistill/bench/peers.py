@@ -125,3 +125,48 @@ def build_tflite_peer(model_dir: Path, out: Path, seq: int) -> Path:
     fp32.unlink()
     copy_side_files(model_dir, out)
     return _model_file("tflite", out)
+
+
+class SentenceTransformersOnnxRunner:
+    """What ``SentenceTransformer(folder, backend="onnx")`` runs per call: its ONNX file (token states out) in a
+    plain ONNX Runtime session, then its Pooling (mean over the mask) and Normalize modules, here in numpy."""
+
+    runtime = "onnxruntime (sentence-transformers' ONNX export)"
+
+    def __init__(self, model_path: Path, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feed = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64),
+                "token_type_ids": np.zeros_like(input_ids, dtype=np.int64)}
+        states = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        mask = attention_mask[..., None].astype(np.float32)
+        vectors = (states * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+        return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def build_sentence_transformers_peers(model_dir: Path, out: Path, isa: str) -> dict[str, Path]:
+    """The embedding peers, built the way sentence-transformers documents: ``SentenceTransformer(folder,
+    backend="onnx")`` (its optimum export, fp32) and ``export_dynamic_quantized_onnx_model`` (dynamic int8 for
+    ``isa``), on a copy of ``model_dir`` (they write into the model folder). Returns name -> ONNX file."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(model_dir, out)
+    model = SentenceTransformer(str(out), backend="onnx", device="cpu")
+    model.save_pretrained(str(out))
+    export_dynamic_quantized_onnx_model(model, isa, str(out))
+    return {"st-onnx-fp32": out / "onnx" / "model.onnx",
+            "st-onnx-int8-dynamic": out / "onnx" / f"model_qint8_{isa}.onnx"}
+
+
+def load_st_onnx_peer(path: Path, threads: int) -> SentenceTransformersOnnxRunner:
+    return SentenceTransformersOnnxRunner(Path(path), threads)

@@ -85,6 +85,11 @@ def _gelu(a: dict[str, Any]) -> np.ndarray:
     raise UnsupportedOpError(f"gelu mode {mode!r} has no emulation rule")
 
 
+@rule("clip")
+def _clip(a: dict[str, Any]) -> np.ndarray:
+    return np.clip(_f32(a["x"]), np.float32(a["alpha"]), np.float32(a["beta"]))
+
+
 @rule("select")
 def _select(a: dict[str, Any]) -> np.ndarray:
     return np.where(a["cond"], _f32(a["a"]), _f32(a["b"]))
