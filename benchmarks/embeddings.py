@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -122,7 +121,6 @@ def main() -> None:
              and not name.split("-", 1)[1].startswith("coreml")}
     best = min(timed, key=lambda name: timed[name]["p50_ms_b1_s128"])
     peers = build_sentence_transformers_peers(workdir / "student", workdir / "peers" / "st-student", args.isa)
-    rng = random.Random(0)
     paired = {}
     for peer, path in peers.items():
         calls: tuple[list[float], list[float]] = ([], [])
@@ -132,7 +130,6 @@ def main() -> None:
             calls[0].extend(a)
             calls[1].extend(b)
             medians.append(statistics.median(x / y for x, y in zip(a, b, strict=True)))
-            rng.random()
         paired[peer] = {"ours": best, "median_ratio": round(statistics.median(
             x / y for x, y in zip(*calls, strict=True)), 3), "round_medians": [round(m, 3) for m in medians],
             "ours_p50_ms": round(statistics.median(calls[0]), 2), "peer_p50_ms": round(statistics.median(calls[1]), 2),

@@ -133,7 +133,11 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     }
     overrides.update({key: value for key, value in flags.items() if value is not None})
     overrides.update(dict(parse_override(item) for item in args.overrides))
-    return load_config(args.config, preset=args.preset, overrides=overrides)
+    from edgedistill.core.targets import resolve_targets
+
+    config = load_config(args.config, preset=args.preset, overrides=overrides)
+    resolve_targets(config)  # every target found and made for the task, before any stage runs
+    return config
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -39,14 +39,9 @@ def select_stages(only: str | None = None, start: str | None = None) -> list[str
 
 
 def resolve_targets(config: Config) -> list[TargetConfig]:
-    from edgedistill.core.targets import load_target
+    from edgedistill.core.targets import resolve_targets as resolve
 
-    targets = [load_target(t) if isinstance(t, str) else t for t in config.targets]
-    names = [t.name for t in targets]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"targets: the names {duplicates} appear more than once")
-    return targets
+    return resolve(config)
 
 
 def run_pipeline(config: Config, *, only: str | None = None, start: str | None = None,

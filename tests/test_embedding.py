@@ -35,10 +35,12 @@ def write_sts(path: Path, pairs: int, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def sts_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("stsb")
+    root = tmp_path_factory.mktemp("data")  # its own folder: distill.corpus auto reads the data sets beside stsb/
+    folder, corpus = root / "stsb", root / "sst2"
+    folder.mkdir()
+    corpus.mkdir()
     write_sts(folder / "sts-train.csv", 120, seed=1)
     write_sts(folder / "sts-dev.csv", 60, seed=2)
-    corpus = tmp_path_factory.mktemp("sst2")  # a data set beside it: distill.corpus auto reads its train file
     (corpus / "train.tsv").write_text("sentence\tlabel\n" + "".join(
         f"{_sentence(random.Random(i))}\t{i % 2}\n" for i in range(80)), encoding="utf-8")
     return folder
@@ -172,14 +174,21 @@ def test_conll_files_give_their_sentences(tmp_path):
 # -- config -----------------------------------------------------------------------------------------
 
 
-def test_the_embedding_task_brings_its_own_defaults_and_refuses_classification_profiles(tmp_path):
+def test_the_embedding_task_brings_its_own_defaults_and_refuses_classification_profiles(tmp_path, capsys):
+    from edgedistill.cli import main
     from edgedistill.core.config import load_config
+    from edgedistill.core.targets import resolve_targets
 
     config = load_config(overrides={"task": "embedding"})
     assert config.teacher.train == "never" and str(config.workdir) == "runs/embedding"
     assert "onnx-int8-static" in config.targets and config.distill.qat.enabled is False
+    assert [t.name for t in resolve_targets(config)] == config.targets
     with pytest.raises(ConfigError, match="target onnx-int8-dynamic-with-tokenizer is a classification profile"):
-        load_config(overrides={"task": "embedding", "targets": ["onnx-int8-dynamic-with-tokenizer"]})
+        resolve_targets(load_config(overrides={"task": "embedding", "targets": ["onnx-int8-dynamic-with-tokenizer"]}))
+    # the command line refuses it when it loads the configuration, before any stage runs
+    assert main(["run", "--task", "embedding", "--workdir", str(tmp_path), "--set",
+                 "targets=[onnx-int8-dynamic-with-tokenizer]"]) == 2
+    assert "is a classification profile" in capsys.readouterr().err and not any(tmp_path.iterdir())
     assert load_config().task == "classification"  # the classification defaults are untouched
 
 

@@ -187,7 +187,11 @@ def _measure(item: BenchItem, eval_file: Path, settings: BenchSettings, scratch:
     try:
         info = json.loads((item.path / "artifact.json").read_text()) if item.kind == "artifact" else None
         if info is not None:  # graph rewrites change the work done: reports say which artifacts carry one
-            row["cls_only_last_layer"] = bool(info["target"].get("cls_only_last_layer", False))
+            from edgedistill.tasks import task_of_artifact
+
+            # the option is set on every target; only a task whose output reads the [CLS] row applies it
+            row["cls_only_last_layer"] = (bool(info["target"].get("cls_only_last_layer", False))
+                                          and task_of_artifact(info).reads_first_row_only)
             device = (info.get("device") or {}).get("target")
             if device:  # built for another class than this host: the latency is this host's, not the device's
                 from edgedistill.core.devices import host_device

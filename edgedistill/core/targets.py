@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from edgedistill.core.config import TargetConfig
+from edgedistill.core.config import Config, TargetConfig
 from edgedistill.core.errors import ConfigError
 
 PROFILE_DIRS = (Path.cwd() / "targets", Path(__file__).resolve().parents[2] / "targets")
@@ -48,3 +48,18 @@ def load_target(name_or_path: str | Path) -> TargetConfig:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}: {problems}") from None
+
+
+def resolve_targets(config: Config) -> list[TargetConfig]:
+    """The run's targets as profiles: each name found, none twice, each made for the run's task (a profile that
+    names its ``tasks`` and not this one is refused): checked when the configuration is loaded, before training."""
+    targets = [load_target(t) if isinstance(t, str) else t for t in config.targets]
+    names = [t.name for t in targets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"targets: the names {duplicates} appear more than once")
+    for target in targets:
+        if target.tasks and config.task not in target.tasks:
+            raise ConfigError(f"target {target.name} is a {' / '.join(target.tasks)} profile; this run's task is "
+                              f"{config.task} (`edgedistill targets --task {config.task}` lists its profiles)")
+    return targets

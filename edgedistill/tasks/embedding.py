@@ -62,7 +62,6 @@ class EmbeddingTask(Task):
     def load_model(self, location: Any, **kwargs: Any) -> Any:
         from transformers import AutoModel
 
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("ignore_mismatched_sizes",)}
         try:
             return AutoModel.from_pretrained(location, **kwargs)
         except Exception as exc:  # safetensors, torch and transformers each raise their own types

@@ -116,7 +116,6 @@ def encode_texts(module: Any, tokenizer: Any, texts: list[str], max_length: int,
 
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     order = np.argsort(lengths, kind="stable")
-    out = np.zeros((len(texts), 0), dtype=np.float32)
     chunks = []
     with torch.inference_mode():
         for start in tqdm(range(0, len(texts), batch_size), desc=progress, disable=progress is None, leave=False):
@@ -124,10 +123,11 @@ def encode_texts(module: Any, tokenizer: Any, texts: list[str], max_length: int,
             encoded = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
                                 return_token_type_ids=False)
             chunks.append(module(encoded["input_ids"], encoded["attention_mask"]).float().numpy())
-    if chunks:
-        stacked = np.concatenate(chunks)
-        out = np.empty_like(stacked)
-        out[order] = stacked
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    stacked = np.concatenate(chunks)
+    out = np.empty_like(stacked)
+    out[order] = stacked  # back in the order of ``texts``
     return out
 
 
