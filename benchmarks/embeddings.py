@@ -24,35 +24,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CHILD = r"""
-import json, sys
-from pathlib import Path
-import numpy as np, time
-
-def load(kind, path, threads):
-    if kind == "artifact":
-        from edgedistill.bench.worker import load_artifact
-        return load_artifact(Path(path), threads)
-    from edgedistill.bench.peers import load_st_onnx_peer
-    return load_st_onnx_peer(Path(path), threads)
-
-spec = json.loads(sys.argv[1])
-runners = [load(kind, path, spec["threads"]) for kind, path in spec["models"]]
-ids = np.random.default_rng(0).integers(1000, 30000, size=(1, 128), dtype=np.int64)
-mask = np.ones_like(ids)
-for _ in range(10):
-    for runner in runners:
-        runner.predict(ids, mask)
-times = [[], []]
-for i in range(spec["pairs"]):
-    for side in ((0, 1) if i % 2 == 0 else (1, 0)):
-        t0 = time.perf_counter()
-        runners[side].predict(ids, mask)
-        times[side].append((time.perf_counter() - t0) * 1000)
-print(json.dumps(times))
-"""
-
-
 def _metrics(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
 
@@ -69,10 +40,9 @@ def _extra_seed(seed: int, data: str, workdir: Path) -> dict[str, Any]:
 
 
 def _paired(ours: Path, peer: Path, threads: int, pairs: int) -> tuple[list[float], list[float]]:
-    spec = {"models": [["artifact", str(ours)], ["peer", str(peer)]], "threads": threads, "pairs": pairs}
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, check=True)
-    a, b = json.loads(done.stdout.strip().splitlines()[-1])
-    return a, b
+    from edgedistill.bench.paired import ARTIFACT, paired_calls
+
+    return paired_calls((ARTIFACT, ours), ("edgedistill.bench.peers:load_st_onnx_peer", peer), threads, pairs)
 
 
 def _artifacts(workdir: Path, report: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:

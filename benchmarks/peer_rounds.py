@@ -19,8 +19,6 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,41 +30,15 @@ PAIRS = {  # ours -> the peer it is judged against
 }
 PEER_DIRS = {"peer-optimum-int8-dynamic": ("onnx", "optimum-int8"),
              "peer-litert-int8-dynamic": ("tflite", "litert-int8")}
-CHILD = r"""
-import json, sys, time
-from pathlib import Path
-import numpy as np
-
-def load(kind, path, threads):
-    if kind == "artifact":
-        from edgedistill.bench.worker import load_artifact
-        return load_artifact(Path(path), threads)
-    from edgedistill.bench import peers
-    return getattr(peers, f"load_{kind}_peer")(Path(path), threads)
-
-spec = json.loads(sys.argv[1])
-runners = [load(kind, path, spec["threads"]) for kind, path in spec["models"]]
-ids = np.random.default_rng(0).integers(1000, 30000, size=(1, 128), dtype=np.int64)
-mask = np.ones_like(ids)
-for _ in range(10):
-    for runner in runners:
-        runner.predict(ids, mask)
-times = [[], []]
-for i in range(spec["pairs"]):
-    for side in ((0, 1) if i % 2 == 0 else (1, 0)):
-        t0 = time.perf_counter()
-        runners[side].predict(ids, mask)
-        times[side].append((time.perf_counter() - t0) * 1000)
-print(json.dumps(times))
-"""
+LOADERS = {"artifact": "edgedistill.bench.worker:load_artifact", "onnx": "edgedistill.bench.peers:load_onnx_peer",
+           "tflite": "edgedistill.bench.peers:load_tflite_peer"}
 
 
 def _paired(ours: tuple[str, Path], peer: tuple[str, Path], threads: int, pairs: int
             ) -> tuple[list[float], list[float]]:
-    spec = {"models": [[ours[0], str(ours[1])], [peer[0], str(peer[1])]], "threads": threads, "pairs": pairs}
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, check=True)
-    a, b = json.loads(done.stdout.strip().splitlines()[-1])
-    return a, b
+    from edgedistill.bench.paired import paired_calls
+
+    return paired_calls((LOADERS[ours[0]], ours[1]), (LOADERS[peer[0]], peer[1]), threads, pairs)
 
 
 def main() -> None:

@@ -127,24 +127,14 @@ def build_tflite_peer(model_dir: Path, out: Path, seq: int) -> Path:
     return _model_file("tflite", out)
 
 
-class SentenceTransformersOnnxRunner:
+class SentenceTransformersOnnxRunner(PlainOnnxRunner):
     """What ``SentenceTransformer(folder, backend="onnx")`` runs per call: its ONNX file (token states out) in a
     plain ONNX Runtime session, then its Pooling (mean over the mask) and Normalize modules, here in numpy."""
 
     runtime = "onnxruntime (sentence-transformers' ONNX export)"
 
-    def __init__(self, model_path: Path, threads: int):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        self.inputs = {i.name for i in self.session.get_inputs()}
-
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        feed = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64),
-                "token_type_ids": np.zeros_like(input_ids, dtype=np.int64)}
-        states = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        states = super().predict(input_ids, attention_mask)
         mask = attention_mask[..., None].astype(np.float32)
         vectors = (states * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
         return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)

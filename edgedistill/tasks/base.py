@@ -63,6 +63,19 @@ def output_difference(reference: np.ndarray, output: np.ndarray) -> tuple[float,
     return float(diff.max()) if diff.size else 0.0, float(diff.mean()) if diff.size else 0.0, []
 
 
+def load_pretrained(auto_class: str, location: Any, what: str, **kwargs: Any) -> Any:
+    """``transformers.<auto_class>.from_pretrained(location, **kwargs)``; a ``ModelError`` naming the folder and
+    what it was to be loaded as when it cannot be."""
+    import transformers
+
+    from edgedistill.core.errors import ModelError
+
+    try:
+        return getattr(transformers, auto_class).from_pretrained(location, **kwargs)
+    except Exception as exc:  # safetensors, torch and transformers each raise their own types
+        raise ModelError(f"cannot load {location} as {what}: {type(exc).__name__}: {exc}") from None
+
+
 def soft_target_loss(student: Any, teacher: Any, temperature: float) -> Any:
     """T² · KL(p_teacher ‖ p_student) at temperature T over the last axis, averaged over the rows (Hinton et al.,
     2015: T² keeps the soft-target gradients on the hard-label scale): the distillation term of any task whose

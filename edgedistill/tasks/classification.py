@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.core.config import Tolerance
-from edgedistill.core.errors import ModelError
-from edgedistill.tasks.base import GateReport, Task, output_difference, soft_target_loss
+from edgedistill.tasks.base import GateReport, Task, load_pretrained, output_difference, soft_target_loss
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-4),
@@ -58,12 +57,7 @@ class ClassificationTask(Task):
     # -- models -------------------------------------------------------------------------------------
 
     def load_model(self, location: Any, **kwargs: Any) -> Any:
-        from transformers import AutoModelForSequenceClassification
-
-        try:
-            return AutoModelForSequenceClassification.from_pretrained(location, **kwargs)
-        except Exception as exc:  # safetensors, torch and transformers each raise their own types
-            raise ModelError(f"cannot load {location} as a sequence classifier: {type(exc).__name__}: {exc}") from None
+        return load_pretrained("AutoModelForSequenceClassification", location, "a sequence classifier", **kwargs)
 
     def head_settings(self, label_names: list[str]) -> dict[str, Any]:
         return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),

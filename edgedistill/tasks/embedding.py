@@ -23,7 +23,7 @@ import numpy as np
 from edgedistill.core.config import Tolerance
 from edgedistill.core.errors import ModelError
 from edgedistill.data.sts import pair_rows
-from edgedistill.tasks.base import GateReport, Task, output_difference
+from edgedistill.tasks.base import GateReport, Task, load_pretrained, output_difference
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-4),
@@ -60,12 +60,7 @@ class EmbeddingTask(Task):
     # -- models -------------------------------------------------------------------------------------
 
     def load_model(self, location: Any, **kwargs: Any) -> Any:
-        from transformers import AutoModel
-
-        try:
-            return AutoModel.from_pretrained(location, **kwargs)
-        except Exception as exc:  # safetensors, torch and transformers each raise their own types
-            raise ModelError(f"cannot load {location} as a sentence encoder: {type(exc).__name__}: {exc}") from None
+        return load_pretrained("AutoModel", location, "a sentence encoder", **kwargs)
 
     def head_settings(self, label_names: list[str]) -> dict[str, Any]:
         return {}
