@@ -178,8 +178,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Run the teacher stage (cached), then distil the student and train the baseline."""
-    from edgedistill.tasks import load_data
-    from edgedistill.tasks import get_task
+    from edgedistill.tasks import get_task, load_data
     from edgedistill.training.distill import run_distill
     from edgedistill.training.teacher import run_teacher
 
@@ -287,17 +286,17 @@ def _verification_data(args: argparse.Namespace) -> Any:
 
     from edgedistill.core.config import DataConfig
     from edgedistill.export.backends.base import Artifact
-    from edgedistill.tasks import load_data, task_of_artifact
+    from edgedistill.tasks import task_of_artifact
 
     config = _config_from_args(args)
     info = Artifact.open(Path(args.artifact)).info
+    task = task_of_artifact(info)  # the artifact's task reads the data, whatever the options' task
     recorded = info.get("gated_on") or {}
     if args.data is None and not args.config and recorded.get("data"):
         print(f"edgedistill verify: no --data given: using the data the artifact was gated on "
               f"({recorded['data']['dataset']})", file=sys.stderr)
-        return task_of_artifact(info).load_data(DataConfig.model_validate(recorded["data"]),
-                                                recorded.get("seed", config.seed))
-    return load_data(config.model_copy(update={"task": task_of_artifact(info).name}))
+        return task.load_data(DataConfig.model_validate(recorded["data"]), recorded.get("seed", config.seed))
+    return task.load_data(config.data, config.seed)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

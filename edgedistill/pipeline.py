@@ -38,15 +38,11 @@ def select_stages(only: str | None = None, start: str | None = None) -> list[str
     return list(STAGES[STAGES.index(start):]) if start else list(STAGES)
 
 
-def resolve_targets(config: Config) -> list[TargetConfig]:
-    from edgedistill.core.targets import resolve_targets as resolve
-
-    return resolve(config)
-
-
 def run_pipeline(config: Config, *, only: str | None = None, start: str | None = None,
                  force: bool = False) -> dict[str, Any]:
     """Run the selected stages; return (and write) the manifest."""
+    from edgedistill.core.targets import resolve_targets
+
     stages = select_stages(only, start)
     targets = resolve_targets(config)  # fail on a bad target before hours of training
     workdir = Path(config.workdir)
@@ -169,6 +165,7 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     from edgedistill.bench.harness import discover, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.core.cache import read_stage, reuse, stage_key, write_stage
+    from edgedistill.core.targets import resolve_targets
     from edgedistill.tasks import load_data
     from edgedistill.export.model_card import update_cards
     from edgedistill.export.stage import file_records

@@ -134,10 +134,11 @@ class SentenceTransformersOnnxRunner(PlainOnnxRunner):
     runtime = "onnxruntime (sentence-transformers' ONNX export)"
 
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        from edgedistill.tasks.embedding import row_normalised
+
         states = super().predict(input_ids, attention_mask)
         mask = attention_mask[..., None].astype(np.float32)
-        vectors = (states * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
-        return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return row_normalised((states * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)).astype(np.float32)
 
 
 def build_sentence_transformers_peers(model_dir: Path, out: Path, isa: str) -> dict[str, Path]:

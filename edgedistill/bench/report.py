@@ -41,14 +41,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     host = report["host"]
     batch, seq = s["reference"]["batch"], s["reference"]["seq"]
     metric = s.get("headline", "accuracy")  # reports written before tasks were classifiers
-    agrees = "cos" if s.get("agreement") == "mean cosine" else "agrees"
     lines = [
         "# edgedistill benchmark report", "",
         f"Latency at batch {batch}, sequence {seq}, {s['threads']} threads; each model in its own process; "
         f"{metric} on {s['eval_samples']} eval sentences"
-        + (" (agreement columns: mean cosine of the two models' vectors per sentence)" if agrees == "cos" else "")
+        + (f" (agreement columns: {s['agreement']})" if s.get("agreement") else "")
         + ". Speed-ups are p50 ratios from this same run.", "",
-        f"| model | backend | precision | size MB | params | {metric} | {agrees} teacher | {agrees} fp32 student "
+        f"| model | backend | precision | size MB | params | {metric} | agrees teacher | agrees fp32 student "
         f"| max output diff | p50 ms | p90 ms | std ms | × vs teacher | × vs fp32 student | size vs student "
         f"| peak RSS MB | load s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -27,14 +27,14 @@ from typing import Any
 from edgedistill.core.config import DataConfig
 from edgedistill.core.errors import DataError, MissingDependencyError
 from edgedistill.core.hashing import sha256_file, sha256_json
-from edgedistill.data.task_data import Split, TaskData
+from edgedistill.data.task_data import Split, TaskData, find_split_file
 from edgedistill.data.text_files import decode_lines, json_records
 
 STS_FIELDS = 7  # genre, file, year, id, score, sentence 1, sentence 2
 SCORE_RANGE = (0.0, 5.0)
 TRAIN_NAMES = ("sts-train", "train")
 EVAL_NAMES = ("sts-dev", "dev", "validation", "eval", "sts-test", "test")
-SUFFIXES = (".csv", ".tsv", ".jsonl")
+SUFFIXES = (".csv", ".tsv", ".jsonl")  # the files a --data path names directly
 
 Pairs = list[tuple[str, str, float]]
 
@@ -86,22 +86,14 @@ def pair_rows(outputs: Any) -> tuple[Any, Any]:
     return outputs[0:n:2], outputs[1:n:2]
 
 
-def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
-    for name in names:
-        for suffix in SUFFIXES:
-            if (folder / f"{name}{suffix}").is_file():
-                return folder / f"{name}{suffix}"
-    return None
-
-
 def _local(path: Path, cfg: DataConfig, seed: int) -> tuple[Pairs, Pairs, list[str]]:
     if path.is_dir():
-        train_file = _find(path, (cfg.train_split, *TRAIN_NAMES))
+        train_file = find_split_file(path, (cfg.train_split, *TRAIN_NAMES))
         if train_file is None:
             listing = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
             raise DataError(f"{path}: no STS train file (sts-train.csv, train.tsv or train.jsonl); the folder "
                             f"holds: {listing}")
-        eval_file = _find(path, (cfg.eval_split, *EVAL_NAMES))
+        eval_file = find_split_file(path, (cfg.eval_split, *EVAL_NAMES))
     else:
         train_file, eval_file = path, None
     train = read_sts_file(train_file)

@@ -215,7 +215,8 @@ def _split_from_rows(name: str, rows: _Rows, label_names: list[str]) -> Split:
 # ---------------------------------------------------------------------------------------------
 
 
-def _find_split_file(folder: Path, names: Sequence[str]) -> Path | None:
+def find_split_file(folder: Path, names: Sequence[str]) -> Path | None:
+    """The first ``<name>.tsv`` / ``.csv`` / ``.jsonl`` in ``folder``, names tried in order."""
     for name in names:
         for suffix in SUFFIXES:
             candidate = folder / f"{name}{suffix}"
@@ -230,7 +231,7 @@ def _resolve_alias(name: str) -> Path | None:
     if not root:
         return None
     for candidate in (Path(root) / name, Path(root)):
-        if _find_split_file(candidate, ("train",)):
+        if find_split_file(candidate, ("train",)):
             return candidate
     raise DataError(
         f"${DATA_DIR_ENV}={root} holds no {name}/train.tsv (or .csv/.jsonl); point it at the folder "
@@ -254,13 +255,13 @@ def _carve_eval(train: Split, cfg: DataConfig, seed: int) -> tuple[Split, Split]
 
 def _load_local(path: Path, cfg: DataConfig, seed: int) -> tuple[Split, Split, list[str], list[str]]:
     if path.is_dir():
-        train_file = _find_split_file(path, (cfg.train_split, "train"))
+        train_file = find_split_file(path, (cfg.train_split, "train"))
         if train_file is None:
             listing = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
             raise DataError(
                 f"{path}: no train file (train.tsv, train.csv or train.jsonl); the folder holds: {listing}"
             )
-        eval_file = _find_split_file(path, (cfg.eval_split, *EVAL_NAMES))
+        eval_file = find_split_file(path, (cfg.eval_split, *EVAL_NAMES))
     else:
         train_file, eval_file = path, None
     train_rows = _read_file(train_file, cfg)

@@ -1,4 +1,5 @@
-"""Unlabelled in-domain text for teacher-labelled augmentation: a file, or a folder of files.
+"""Unlabelled text, a file or a folder of files: rows for teacher-labelled augmentation (classification), the
+corpus an embedding student learns its teacher's vectors on.
 
 ``.txt``: one text per line, except a CoNLL file (``.conll``, or a ``.txt`` whose first line is ``-DOCSTART-``:
 one token per line in the first column, blank lines between sentences), which gives its sentences.

@@ -42,7 +42,7 @@ class EmbeddingTask(Task):
     pipeline_tag = "sentence-similarity"
     title = "sentence encoder"
     headline = "spearman"
-    agreement_label = "mean cosine"  # what :meth:`agreement` measures
+    agreement_label = "mean cosine of the two models' vectors per sentence"  # what :meth:`agreement` measures
     metric_names = ("spearman", "pearson")
     architecture_suffix = "Model"
     reads_first_row_only = False  # mean pooling reads every row
@@ -241,7 +241,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     order = np.argsort(x, kind="mergesort")
     ranks = np.empty(len(x), dtype=np.float64)
     ranks[order] = np.arange(1, len(x) + 1)
-    values, inverse = np.unique(x, return_inverse=True)
+    _, inverse = np.unique(x, return_inverse=True)
     sums = np.bincount(inverse, weights=ranks)
     return (sums / np.bincount(inverse))[inverse]
 
@@ -257,41 +257,45 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return pearson(_ranks(np.asarray(x)), _ranks(np.asarray(y))) if len(x) > 1 else 0.0
 
 
+def _distinct_rows(vectors: np.ndarray) -> np.ndarray:
+    """The indices of each distinct row's first occurrence, in order (a repeated sentence would be its own
+    nearest neighbour)."""
+    _, first = np.unique(np.round(np.asarray(vectors, np.float64), 6), axis=0, return_index=True)
+    return np.sort(first)
+
+
+def _nearest(queries: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
+    """Each query row's ``k`` nearest pool rows by dot product (unit vectors: cosine), row ``i`` of the pool
+    excluded for query ``i`` (the same sentence)."""
+    similarity = queries @ pool.T
+    np.fill_diagonal(similarity, -np.inf)
+    return np.argpartition(-similarity, k, axis=1)[:, :k]
+
+
+def _shared(first: np.ndarray, second: np.ndarray, k: int) -> float:
+    return float(np.mean([len(set(r) & set(s)) / k for r, s in zip(first, second, strict=True)]))
+
+
 def neighbour_overlap(reference: np.ndarray, output: np.ndarray, k: int = NEIGHBOURS) -> float:
     """Mean share of each sentence's ``k`` nearest neighbours (by cosine, itself excluded) that the two sets of
-    vectors agree on, over the distinct sentences of the pool (a repeated sentence would be its own neighbour)."""
-    _, first = np.unique(np.round(np.asarray(reference, np.float64), 6), axis=0, return_index=True)
-    keep = np.sort(first)
+    vectors agree on, over the distinct sentences of the pool."""
+    keep = _distinct_rows(reference)
     if len(keep) <= k:
         return 1.0
     a, b = row_normalised(np.asarray(reference, np.float64)[keep]), row_normalised(np.asarray(output, np.float64)[keep])
-
-    def top(x: np.ndarray) -> np.ndarray:
-        similarity = x @ x.T
-        np.fill_diagonal(similarity, -np.inf)
-        return np.argpartition(-similarity, k, axis=1)[:, :k]
-
-    top_a, top_b = top(a), top(b)
-    return float(np.mean([len(set(r) & set(s)) / k for r, s in zip(top_a, top_b, strict=True)]))
+    return _shared(_nearest(a, a, k), _nearest(b, b, k), k)
 
 
 def cross_retrieval_overlap(student: np.ndarray, teacher: np.ndarray, k: int = NEIGHBOURS) -> float:
     """Queries embedded by the student against a pool embedded by the teacher: the mean share of each distinct
     sentence's ``k`` nearest pool neighbours (itself excluded) that teacher-only retrieval also returns. 1.0:
     an index the teacher built answers the student's queries as it answers the teacher's."""
-    _, first = np.unique(np.round(np.asarray(teacher, np.float64), 6), axis=0, return_index=True)
-    keep = np.sort(first)
+    keep = _distinct_rows(teacher)
     if len(keep) <= k:
         return 1.0
     pool_vectors = row_normalised(np.asarray(teacher, np.float64)[keep])
     queries = row_normalised(np.asarray(student, np.float64)[keep])
-
-    def top(similarity: np.ndarray) -> np.ndarray:
-        np.fill_diagonal(similarity, -np.inf)
-        return np.argpartition(-similarity, k, axis=1)[:, :k]
-
-    mixed, own = top(queries @ pool_vectors.T), top(pool_vectors @ pool_vectors.T)
-    return float(np.mean([len(set(r) & set(s)) / k for r, s in zip(mixed, own, strict=True)]))
+    return _shared(_nearest(queries, pool_vectors, k), _nearest(pool_vectors, pool_vectors, k), k)
 
 
 def pooling_of(model: Any) -> str:

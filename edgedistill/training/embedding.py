@@ -4,14 +4,16 @@ Teacher stage: the teacher (a sentence-transformers folder, a plain BERT-family 
 packaged all-MiniLM-L6-v2) is saved to ``<workdir>/teacher/`` as an encoder with its pooling recorded and the
 sentence-transformers files beside it, and scored on the STS eval pairs; nothing is trained.
 
-Distill stage: the student is a DistilBERT encoder built from the teacher's layers (:mod:`.distill.student`, the
-DistilBERT paper's initialisation), trained on unlabelled sentences to reproduce the teacher's normalised
-sentence vectors: ``alpha_embedding · ‖s - t‖²`` per sentence (= 2 - 2 cos; the sentence-transformers
-distillation recipe's MSE, summed over the dimensions) ``+ alpha_cos · (1 - cos)`` of the last hidden states on
-the real tokens. Its vectors therefore live in the teacher's space: an index the teacher built can be queried by
-the student. The baseline is the same student untrained (the teacher's layers, truncated). Both folders load
-with ``SentenceTransformer(folder)``. Each role's ``metrics.json`` holds the STS Spearman, its retention of the
-teacher's, the mean cosine to the teacher's vector per eval sentence and the cross-retrieval top-10 overlap.
+Distill stage: the student is a DistilBERT encoder built from the teacher's layers as the DistilBERT paper
+initialises it (:mod:`.distill.student`), the first and the last kept and the rest evenly between
+(:func:`~edgedistill.training.distill.student.ends_layer_map`: 0, 3, 5 of 6), trained on unlabelled sentences
+to reproduce the teacher's normalised sentence vectors: ``alpha_embedding · ‖s - t‖²`` per sentence (= 2 - 2 cos;
+the sentence-transformers distillation recipe's MSE, summed over the dimensions) ``+ alpha_cos · (1 - cos)`` of
+the last hidden states on the real tokens. Its vectors therefore live in the teacher's space: an index the
+teacher built can be queried by the student. The baseline is the same student untrained (the teacher's layers,
+truncated). Both folders load with ``SentenceTransformer(folder)``. Each role's ``metrics.json`` holds the STS
+Spearman, its retention of the teacher's, the mean cosine to the teacher's vector per eval sentence and the
+cross-retrieval top-10 overlap.
 """
 
 from __future__ import annotations
@@ -38,8 +40,6 @@ from edgedistill.tasks import get_task
 from edgedistill.training.common import MODEL_OUTPUTS, TeacherResult, stop_if_nothing_learnt
 
 log = logging.getLogger("edgedistill.embedding")
-
-RECIPE_TASK = "embedding"  # the task whose models this recipe writes (its ``Task.recipe``)
 
 ST_MODULES = [
     {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -92,7 +92,10 @@ def save_encoder(model: Any, tokenizer: Any, out: Path, role: str, pooling: str,
     """An encoder folder of the embedding task: ``save_pretrained`` + tokenizer + sentence-transformers files."""
     import inspect
 
-    model.config.edgedistill = {"task": RECIPE_TASK, "role": role, "pooling": pooling, **(extra or {})}
+    from edgedistill.tasks.embedding import TASK
+    from edgedistill.training.distill.student import hidden_size_of
+
+    model.config.edgedistill = {"task": TASK.name, "role": role, "pooling": pooling, **(extra or {})}
     model.save_pretrained(out)
     if "token_type_ids" not in inspect.signature(model.forward).parameters:  # DistilBERT: ids and mask only, as
         from transformers import AutoTokenizer  # the classification students (sentence-transformers feeds them all)
@@ -100,8 +103,7 @@ def save_encoder(model: Any, tokenizer: Any, out: Path, role: str, pooling: str,
         tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path,
                                                   model_input_names=["input_ids", "attention_mask"])
     tokenizer.save_pretrained(out)
-    write_sentence_transformers_files(out, model.config.hidden_size if hasattr(model.config, "hidden_size")
-                                      else model.config.dim, pooling, max_length)
+    write_sentence_transformers_files(out, hidden_size_of(model), pooling, max_length)
 
 
 # -- vectors ----------------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ def vector_scores(task: Any, vectors: np.ndarray, teacher_vectors: np.ndarray | 
         cosines = row_cosines(vectors, teacher_vectors)
         scores.update({"retention_of_teacher_spearman": scores["eval_spearman"] / teacher_spearman,
                        "cosine_to_teacher_mean": float(cosines.mean()),
-                       "agreement_with_teacher": task.agreement(vectors, teacher_vectors),  # the same mean cosine
+                       "agreement_with_teacher": float(cosines.mean()),  # the task's agreement: the mean cosine
                        "cosine_to_teacher_min": float(cosines.min()),
                        "cross_retrieval_top10": cross_retrieval_overlap(vectors, teacher_vectors)})
     return scores
@@ -253,7 +255,8 @@ def run_distill(config: Config, teacher: TeacherResult, data: TaskData, *, force
     for role in ("student", "baseline") if config.distill.baseline else ("student",):
         d = config.distill
         inputs = {"teacher": teacher_hash, "data": data.fingerprint, "max_length": config.data.max_length,
-                  "layers": d.layers, "layer_map": d.layer_map or "first, last, evenly between", "hidden_size": d.hidden_size, "seed": config.seed, "recipe": "embedding"}
+                  "layers": d.layers, "layer_map": d.layer_map or "first, last, evenly between",
+                  "hidden_size": d.hidden_size, "seed": config.seed, "recipe": "embedding"}
         if role == "student":
             inputs.update({"corpus": sha256_json(sentences), "schedule": d.model_dump(include={
                 "epochs", "learning_rate", "weight_decay", "warmup_ratio", "batch_size", "alpha_embedding",
@@ -355,9 +358,9 @@ def _fit(config: Config, student: Any, teacher: Any, tokenizer: Any, sentences: 
     task = get_task(config.task)
     targets = torch.from_numpy(teacher_vectors(teacher, tokenizer, sentences, config.data.max_length,
                                                d.eval_batch_size, teacher_hash))
-    encoded = tokenizer(sentences, truncation=True, max_length=config.data.max_length,
-                        return_token_type_ids=False)["input_ids"]
-    order = sorted(range(len(sentences)), key=lambda i: len(encoded[i]))
+    encoded = tokenizer(sentences, truncation=True, max_length=config.data.max_length)["input_ids"]
+    lengths = [len(ids) for ids in encoded]
+    order = sorted(range(len(sentences)), key=lambda i: lengths[i])
     batches = [order[i:i + d.batch_size] for i in range(0, len(order), d.batch_size)]
     steps = math.ceil(len(batches) * d.epochs)
     optimizer = torch.optim.AdamW(student.parameters(), lr=d.learning_rate, weight_decay=d.weight_decay)
@@ -369,14 +372,12 @@ def _fit(config: Config, student: Any, teacher: Any, tokenizer: Any, sentences: 
     while step < steps:
         rng.shuffle(batches)
         for batch in batches[: steps - step]:
-            width = max(len(encoded[i]) for i in batch)
-            ids = torch.zeros((len(batch), width), dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-                mask[row, :len(encoded[i])] = 1
+            padded = tokenizer([sentences[i] for i in batch], padding=True, truncation=True,
+                               max_length=config.data.max_length, return_tensors="pt", return_token_type_ids=False)
+            ids, mask = padded["input_ids"], padded["attention_mask"]
             hidden = student(input_ids=ids, attention_mask=mask).last_hidden_state
-            loss, _ = task.prediction_loss(pool(hidden, mask, pooling), targets[batch], None, d.alpha_embedding, 0.0, 1.0)
+            loss, _ = task.prediction_loss(pool(hidden, mask, pooling), targets[batch], None, d.alpha_embedding,
+                                           0.0, 1.0)
             parts = [loss.item()]
             if d.alpha_cos:
                 with torch.no_grad():
@@ -403,4 +404,4 @@ def _fit(config: Config, student: Any, teacher: Any, tokenizer: Any, sentences: 
     last_epoch = np.mean(losses[-len(batches):], axis=0)
     return {"steps": steps, "epochs": d.epochs, "train_loss_embedding": float(last_epoch[0]),
             **({"train_loss_cos": float(last_epoch[1])} if d.alpha_cos else {}),
-            "loss_history": history, "corpus_sha256": sha256_json(sentences)[:16]}
+            "loss_history": history}
