@@ -9,7 +9,8 @@ initialises it (:mod:`.distill.student`), the first and the last kept and the re
 (:func:`~edgedistill.training.distill.student.ends_layer_map`: 0, 3, 5 of 6), trained on unlabelled sentences
 to reproduce the teacher's normalised sentence vectors: ``alpha_embedding · ‖s - t‖²`` per sentence (= 2 - 2 cos;
 the sentence-transformers distillation recipe's MSE, summed over the dimensions) ``+ alpha_cos · (1 - cos)`` of
-the last hidden states on the real tokens. Its vectors therefore live in the teacher's space: an index the
+the last hidden states on the real tokens ``+ alpha_mse ·`` the mean squared error between each student layer's
+output and that of the teacher layer it was copied from (TinyBERT's hidden-state term; off by default). Its vectors therefore live in the teacher's space: an index the
 teacher built can be queried by the student. The baseline is the same student untrained (the teacher's layers,
 truncated). Both folders load with ``SentenceTransformer(folder)``. Each role's ``metrics.json`` holds the STS
 Spearman, its retention of the teacher's, the mean cosine to the teacher's vector per eval sentence and the
@@ -258,9 +259,11 @@ def run_distill(config: Config, teacher: TeacherResult, data: TaskData, *, force
                   "layers": d.layers, "layer_map": d.layer_map or "first, last, evenly between",
                   "hidden_size": d.hidden_size, "seed": config.seed, "recipe": "embedding"}
         if role == "student":
-            inputs.update({"corpus": sha256_json(sentences), "schedule": d.model_dump(include={
-                "epochs", "learning_rate", "weight_decay", "warmup_ratio", "batch_size", "alpha_embedding",
-                "alpha_cos"})})
+            schedule = d.model_dump(include={"epochs", "learning_rate", "weight_decay", "warmup_ratio", "batch_size",
+                                             "alpha_embedding", "alpha_cos", "alpha_mse"})
+            if not schedule["alpha_mse"]:  # students cached before the term existed stay cached
+                del schedule["alpha_mse"]
+            inputs.update({"corpus": sha256_json(sentences), "schedule": schedule})
         out = Path(config.workdir) / role
         metrics, cached = run_cached_stage(
             role, out, inputs, MODEL_OUTPUTS,
@@ -300,7 +303,8 @@ def _build_student(config: Config, role: str, teacher: TeacherResult, data: Task
     started = time.perf_counter()
     fit: dict[str, Any] = {"steps": 0, "epochs": 0}
     if role == "student":
-        fit = _fit(config, student, teacher_model, tokenizer, sentences, pooling, model_folder_hash(teacher.path))
+        fit = _fit(config, student, teacher_model, tokenizer, sentences, pooling, model_folder_hash(teacher.path),
+                   layer_map)
     else:
         log.info("baseline: the student as initialised, untrained: what distillation adds is the difference")
     train_time = round(time.perf_counter() - started, 2)
@@ -344,15 +348,16 @@ def teacher_vectors(teacher: Any, tokenizer: Any, sentences: list[str], max_leng
 
 
 def _fit(config: Config, student: Any, teacher: Any, tokenizer: Any, sentences: list[str],
-         pooling: str, teacher_hash: str) -> dict[str, Any]:
+         pooling: str, teacher_hash: str, layer_map: list[int] | None) -> dict[str, Any]:
     """Train ``student`` to reproduce the teacher's normalised vectors on ``sentences``: AdamW, linear warm-up
     and decay, batches of similar length (shuffled batch order each epoch), the teacher's vectors computed once
-    (its hidden states per batch only when ``alpha_cos`` needs them)."""
+    (its hidden states per batch only when ``alpha_cos`` or ``alpha_mse`` needs them)."""
     import torch
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     from edgedistill.tasks.embedding import pool
+    from edgedistill.training.distill.losses import cosine_alignment_loss, hidden_mse_loss
 
     d = config.distill
     task = get_task(config.task)
@@ -366,6 +371,10 @@ def _fit(config: Config, student: Any, teacher: Any, tokenizer: Any, sentences: 
     optimizer = torch.optim.AdamW(student.parameters(), lr=d.learning_rate, weight_decay=d.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, round(d.warmup_ratio * steps), steps)
     rng = random.Random(config.seed)
+    names = ["loss_embedding"] + ["loss_cos"] * bool(d.alpha_cos) + ["loss_mse"] * bool(d.alpha_mse)
+    if d.alpha_mse and not layer_map:
+        raise ConfigError("distill.alpha_mse pairs each student layer with the teacher layer it was copied from; "
+                          "a narrower student has none: set alpha_mse to 0")
     student.train()
     losses, step, history = [], 0, []
     progress = tqdm(total=steps, desc="student", leave=False)
@@ -375,17 +384,25 @@ def _fit(config: Config, student: Any, teacher: Any, tokenizer: Any, sentences: 
             padded = tokenizer([sentences[i] for i in batch], padding=True, truncation=True,
                                max_length=config.data.max_length, return_tensors="pt", return_token_type_ids=False)
             ids, mask = padded["input_ids"], padded["attention_mask"]
-            hidden = student(input_ids=ids, attention_mask=mask).last_hidden_state
+            states = student(input_ids=ids, attention_mask=mask, output_hidden_states=bool(d.alpha_mse))
+            hidden = states.last_hidden_state
             loss, _ = task.prediction_loss(pool(hidden, mask, pooling), targets[batch], None, d.alpha_embedding,
                                            0.0, 1.0)
             parts = [loss.item()]
-            if d.alpha_cos:
+            if d.alpha_cos or d.alpha_mse:
                 with torch.no_grad():
-                    teacher_hidden = teacher(input_ids=ids, attention_mask=mask).last_hidden_state
-                real = mask.bool()
-                cosine = torch.nn.functional.cosine_similarity(hidden[real], teacher_hidden[real], dim=-1)
-                loss = loss + d.alpha_cos * (1 - cosine).mean()
-                parts.append(loss.item() - parts[0])
+                    teacher_states = teacher(input_ids=ids, attention_mask=mask,
+                                             output_hidden_states=bool(d.alpha_mse))
+            if d.alpha_cos:
+                cosine = cosine_alignment_loss(hidden, teacher_states.last_hidden_state, mask)
+                loss = loss + d.alpha_cos * cosine
+                parts.append(cosine.item())
+            if d.alpha_mse:  # student layer k imitates the output of the teacher layer it was copied from
+                mse = torch.stack([hidden_mse_loss(states.hidden_states[k + 1],
+                                                   teacher_states.hidden_states[t + 1], mask)
+                                   for k, t in enumerate(layer_map)]).mean()
+                loss = loss + d.alpha_mse * mse
+                parts.append(mse.item())
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -396,12 +413,11 @@ def _fit(config: Config, student: Any, teacher: Any, tokenizer: Any, sentences: 
             if step % d.logging_steps == 0 or step == steps:
                 recent = np.mean(losses[-d.logging_steps:], axis=0)
                 progress.set_postfix(loss=f"{recent.sum():.4f}")
-                history.append({"step": step, "loss_embedding": round(float(recent[0]), 6),
-                                **({"loss_cos": round(float(recent[1]), 6)} if d.alpha_cos else {})})
-                log.info("student: step %d/%d, embedding loss %.5f%s, lr %.2e", step, steps, recent[0],
-                         f", hidden cosine loss {recent[1]:.5f}" if d.alpha_cos else "", schedule.get_last_lr()[0])
+                history.append({"step": step, **{name: round(float(v), 6) for name, v in zip(names, recent)}})
+                log.info("student: step %d/%d, %s, lr %.2e", step, steps,
+                         ", ".join(f"{name} {v:.5f}" for name, v in zip(names, recent)), schedule.get_last_lr()[0])
     progress.close()
     last_epoch = np.mean(losses[-len(batches):], axis=0)
     return {"steps": steps, "epochs": d.epochs, "train_loss_embedding": float(last_epoch[0]),
-            **({"train_loss_cos": float(last_epoch[1])} if d.alpha_cos else {}),
+            **{f"train_{name}": float(v) for name, v in zip(names[1:], last_epoch[1:])},
             "loss_history": history}
