@@ -109,7 +109,7 @@ def train_once(pool: str, ema_decay: float, rdrop_alpha: float, seed: int, out: 
     average = WeightAverage(model, ema_decay) if ema_decay else None
     trainer = (RDropTrainer if rdrop_alpha else Trainer)(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer, compute_metrics=trainer_metrics(get_task(config.task)),
+        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer, compute_metrics=trainer_metrics(get_task(config.task), data.label_names),
         callbacks=[LogToFileCallback(), *([average] if average else [])])
     started = time.perf_counter()
     trainer.train()

@@ -340,10 +340,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark checkpoints and artifacts, each in its own process, into one report (exit 1 when a row failed)."""
     from pathlib import Path
 
-    from edgedistill.bench.harness import discover, run_bench, settings_from
+    from edgedistill.bench.harness import discover, eval_gold, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.core.errors import EdgeDistillError
-    from edgedistill.tasks import load_data
+    from edgedistill.tasks import get_task, load_data
     from edgedistill.export.model_card import update_cards
 
     config = _config_from_args(args)
@@ -361,7 +361,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = settings_from(bench, threads=config.threads, max_length=config.data.max_length,
                              eval_rows=len(texts))
     out = Path(args.out) if args.out else Path(config.workdir) / "report"
-    report = run_bench(items, texts, data.eval.labels[: len(texts)], settings, out)
+    gold = eval_gold(get_task(config.task), data.eval, items, config.data.max_length)[: len(texts)]
+    report = run_bench(items, texts, gold, settings, out, label_names=data.label_names)
     for path in write_report(report, out):
         print(path)
     update_cards(report)  # each artifact's README.md gets its latency and memory on this host

@@ -162,11 +162,11 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
     """Benchmark the checkpoints and this config's artifacts into <workdir>/report, skipped when nothing
     measured has changed (artifacts of targets no longer configured are left out). ``export_failures``: the
     artifacts that failed their gate (name -> reason), listed in the report."""
-    from edgedistill.bench.harness import discover, run_bench, settings_from
+    from edgedistill.bench.harness import discover, eval_gold, run_bench, settings_from
     from edgedistill.bench.report import write_report
     from edgedistill.core.cache import read_stage, reuse, stage_key, write_stage
     from edgedistill.core.targets import resolve_targets
-    from edgedistill.tasks import load_data
+    from edgedistill.tasks import get_task, load_data
     from edgedistill.export.model_card import update_cards
     from edgedistill.export.stage import file_records
 
@@ -191,7 +191,8 @@ def run_bench_stage(config: Config, *, force: bool = False, data: TaskData | Non
                 "failed_rows": _failed_rows(report)}
     settings = settings_from(b, threads=config.threads, max_length=config.data.max_length,
                              eval_rows=len(data.eval))
-    report = run_bench(items, data.eval.inputs, data.eval.labels, settings, out)
+    gold = eval_gold(get_task(config.task), data.eval, items, config.data.max_length)
+    report = run_bench(items, data.eval.inputs, gold, settings, out, label_names=data.label_names)
     report["failed_artifacts"] = export_failures or {}
     write_report(report, out)
     update_cards(report)

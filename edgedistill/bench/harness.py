@@ -132,9 +132,10 @@ def count_parameters(model_dir: Path) -> int:
     return int(sum(np.prod(t["shape"]) for name, t in header.items() if name != "__metadata__"))
 
 
-def run_bench(items: list[BenchItem], texts: list[Any], labels: list[int], settings: BenchSettings,
-              out_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Measure every item in its own process; return the report (schema ``SCHEMA``)."""
+def run_bench(items: list[BenchItem], texts: list[Any], labels: Any, settings: BenchSettings,
+              out_dir: Path, progress: bool = True, label_names: list[str] | None = None) -> dict[str, Any]:
+    """Measure every item in its own process; return the report (schema ``SCHEMA``). ``labels``: the eval
+    rows' gold as the task reads it (:meth:`~edgedistill.tasks.base.Task.gold`), ``label_names`` its names."""
     from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,7 @@ def run_bench(items: list[BenchItem], texts: list[Any], labels: list[int], setti
             if row_logits is not None:
                 logits[item.name] = row_logits
     task = _one_task(items)
-    _cross_row_metrics(rows, logits, np.asarray(labels), settings, task)
+    _cross_row_metrics(rows, logits, np.asarray(labels), settings, task, label_names)
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -237,7 +238,7 @@ def _reference_latency(row: dict[str, Any], settings: BenchSettings) -> dict[str
 
 
 def _cross_row_metrics(rows: list[dict[str, Any]], logits: dict[str, np.ndarray], labels: np.ndarray,
-                       settings: BenchSettings, task: Task) -> None:
+                       settings: BenchSettings, task: Task, label_names: list[str] | None) -> None:
     """The task's metrics, agreement with the teacher and the fp32 student, output drift, speed-ups and size
     ratios."""
     by_path = {r["path"]: r for r in rows if r["backend"] == "pytorch"}
@@ -249,15 +250,15 @@ def _cross_row_metrics(rows: list[dict[str, Any]], logits: dict[str, np.ndarray]
         if row["name"] not in logits:
             continue
         own = logits[row["name"]]
-        row.update(task.metrics(own, labels))
+        row.update(task.metrics(own, labels, label_names))
         for key, other in (("agreement_with_teacher", teacher), ("agreement_with_fp32_student", student)):
             if other is not None and other["name"] in logits:
-                row[key] = task.agreement(own, logits[other["name"]])
+                row[key] = task.agreement(own, logits[other["name"]], labels)
         source = by_path.get(row["source"]) if row["source"] else row
         if source is not None and source["name"] in logits:
             diff = np.abs(own - logits[source["name"]])
             row["max_logit_diff"], row["mean_logit_diff"] = float(diff.max()), float(diff.mean())
-            row["agreement_with_source"] = task.agreement(own, logits[source["name"]])
+            row["agreement_with_source"] = task.agreement(own, logits[source["name"]], labels)
     for row in rows:
         ref = row.get("reference_latency")
         for key, other in (("teacher", teacher), ("fp32_student", student)):
@@ -266,3 +267,14 @@ def _cross_row_metrics(rows: list[dict[str, Any]], logits: dict[str, np.ndarray]
                 row[f"speedup_vs_{key}"] = round(other_ref["p50_ms"] / ref["p50_ms"], 3)
         if student and student.get("size_bytes") and row.get("size_bytes"):
             row["size_ratio_vs_fp32_student"] = round(row["size_bytes"] / student["size_bytes"], 4)
+
+
+def eval_gold(task: Task, split: Any, items: list[BenchItem], max_length: int) -> np.ndarray:
+    """The eval split's gold for ``task`` (:meth:`~edgedistill.tasks.base.Task.gold`), tokenized by the first
+    item's tokenizer as the workers tokenize the texts (every item of a run shares the teacher's vocabulary)."""
+    from transformers import AutoTokenizer
+
+    folder = next((i.path for i in items if (i.path / "tokenizer.json").is_file()), None)
+    if folder is None:
+        return np.asarray(split.labels)
+    return task.gold(split, AutoTokenizer.from_pretrained(folder), max_length)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.core.errors import DataError, EdgeDistillError
-from edgedistill.data.encoding import Example, token_ids
+from edgedistill.data.encoding import Example, stack_rows, token_ids
 from edgedistill.tasks import task_of_artifact, task_of_config
 from edgedistill.tasks.base import Task
 
@@ -39,12 +39,12 @@ class Predictor:
         for example in texts:
             ids = token_ids(self.tokenizer, example, self.max_length)
             outputs.append(np.asarray(self.runner.predict(np.asarray([ids], dtype=np.int64),
-                                                          np.ones((1, len(ids)), dtype=np.int64)))[0])
-        return np.stack(outputs)
+                                                          np.ones((1, len(ids)), dtype=np.int64))))
+        return stack_rows(outputs)
 
     def predict(self, texts: list[Example]) -> list[dict[str, Any]]:
         """The task's records for each text or ``(text, pair)``."""
-        return self.task.predictions(texts, self.outputs(texts), self.label_names)
+        return self.task.predictions(texts, self.outputs(texts), self.label_names, self.tokenizer)
 
     def search(self, texts: list[Example], corpus: list[str], top: int) -> list[list[tuple[int, float]]]:
         """For each text, the ``top`` corpus lines closest to it as ``(line index, score)`` (the task ranks:

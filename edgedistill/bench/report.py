@@ -75,8 +75,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(row.get('load_s'), '.2f')} |")
     lines += ["", "## Latency by shape (p50 ms)", ""]
     shapes = [(b, q) for b in s["batch_sizes"] for q in s["seq_lengths"]]
-    lines.append("| model | " + " | ".join(f"b{b} s{q}" for b, q in shapes) + " | real eval lengths, b1 (sent/s) |")
-    lines.append("| --- |" + " --- |" * (len(shapes) + 1))
+    lines.append("| model | " + " | ".join(f"b{b} s{q}" for b, q in shapes)
+                 + " | real eval lengths, b1 (sent/s) | (words/s) |")
+    lines.append("| --- |" + " --- |" * (len(shapes) + 2))
     for row in report["rows"]:
         if row["status"] != "ok":
             continue
@@ -84,9 +85,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         missing = "n/a†" if row.get("latency_note") else "–"
         cells = [_cell(grid[k]) if k in grid else missing for k in shapes]
         real = row.get("real_lengths", {})
-        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {_fmt(real.get('sentences_per_s'), '.1f')} |")
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {_fmt(real.get('sentences_per_s'), '.1f')} "
+                     f"| {_fmt(real.get('words_per_s'), '.0f')} |")
     lines += ["", "`*` noisy: standard deviation above 15% of the mean. `→N`: a fixed-shape backend ran the "
               "input padded to its N-token bucket.", ""]
+    lines += _per_type_table(report["rows"])
     if any(row.get("cls_only_last_layer") for row in report["rows"]):
         lines += ["‡ Exported with the last encoder layer computing the [CLS] row only (`cls_only_last_layer`, the "
                   "one row the classifier reads): the same logits with less work than the checkpoint's full graph.", ""]
@@ -131,6 +134,23 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _per_type_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Entity F1 per type (``f1_<TYPE>`` in a token classifier's rows), one row per model; nothing otherwise."""
+    types = sorted({k.removeprefix("f1_") for row in rows for k, v in row.items()
+                    if k.startswith("f1_") and k != "f1_macro" and isinstance(v, float)})
+    if not types:
+        return []
+    lines = ["## Entity F1 per type (seqeval, strict IOB2 spans)", "",
+             "| model | " + " | ".join(types) + " | precision | recall | word accuracy |",
+             "| --- |" + " --- |" * (len(types) + 3)]
+    for row in rows:
+        if row["status"] == "ok" and "f1" in row:
+            cells = [_pct(row.get(f"f1_{t}")) for t in types]
+            cells += [_pct(row.get(k)) for k in ("precision", "recall", "word_accuracy")]
+            lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _cell(point: dict[str, Any]) -> str:
     bucket = f" →{point['bucket']}" if point.get("bucket") not in (None, point["seq"]) else ""
     return f"{point['p50_ms']:.2f}{'*' if point['noisy'] else ''}{bucket}"
@@ -140,7 +160,7 @@ def _write_csv(report: dict[str, Any], path: Path) -> None:
     """Long format: one line per model × batch × sequence length."""
     fields = ["name", "role", "backend", "precision", "status", "batch", "seq", "p50_ms", "p90_ms", "p99_ms",
               "mean_ms", "std_ms", "first_ms", "n", "throughput_per_s", "noisy", "bucket", "accuracy", "f1_macro",
-              "spearman", "pearson", "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
+              "spearman", "pearson", "f1", "precision", "recall", "word_accuracy", "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
               "parameters", "peak_rss_mb", "load_s", "threads", "int8_mac_fraction", "device", "bench_host_device",
               "error"]
     with open(path, "w", newline="", encoding="utf-8") as handle:

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgedistill.bench.memory import current_rss_mb, peak_rss_mb
 from edgedistill.bench.timing import measure
+from edgedistill.data.encoding import stack_rows
 
 
 def _tokenizer(path: Path, max_length: int) -> Any:
@@ -90,7 +91,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     logits = []
     for start in range(0, len(texts), 32):
         logits.append(runner.predict(*_batch(tokenizer, texts[start:start + 32])))
-    np.save(spec["logits_file"], np.concatenate(logits).astype(np.float32))
+    np.save(spec["logits_file"], stack_rows(logits, spec["max_length"]).astype(np.float32))
     result["runtime"] = getattr(runner, "runtime", None)
     if not getattr(runner, "measures_latency", True):  # an emulation: its timings would be a lie
         result["latency"] = []
@@ -122,10 +123,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from edgedistill.bench.timing import summarize
 
     lengths = [int(mask.sum()) for _, mask in singles]
+    words = sum(len(part.split()) for t in real for part in (t if isinstance(t, list) else [t]))
     real_stats = summarize(per_sentence, first_ms=per_sentence[0], warmup_runs=5, batch=1)
     result["real_lengths"] = {
         "sentences": len(singles), "mean_tokens": round(float(np.mean(lengths)), 1),
         "max_tokens": int(max(lengths)), "sentences_per_s": round(1000 * len(singles) / sum(per_sentence), 2),
+        # whitespace-separated words (a tagger's unit): the same sentences, one at a time
+        "words_per_s": round(1000 * words / sum(per_sentence), 1),
         **real_stats.as_dict(),
     }
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)

@@ -39,6 +39,10 @@ class DataConfig(_Section):
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
     calibration_samples: int = Field(256, ge=1)
+    # Word-tagged data (token classification): the tag scheme of the files (auto: detected from the tags), and
+    # what happens to a sentence whose words do not all fit in max_length tokens.
+    tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = "auto"
+    long_sentences: Literal["truncate", "refuse"] = "truncate"
 
     @field_validator("label_names")
     @classmethod

@@ -48,6 +48,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 TASKS: dict[str, str] = {
     "classification": "edgedistill.tasks.classification",
     "embedding": "edgedistill.tasks.embedding",
+    "token-classification": "edgedistill.tasks.token_classification",
 }
 DEFAULT_TASK = "classification"
 

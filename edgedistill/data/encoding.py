@@ -5,6 +5,7 @@ calibration, golden vectors, ``predict`` and the benchmark all feed a model the 
 
 * :func:`encode_one` / :func:`encode`: one row, or a split for the Trainer (unpadded);
 * :func:`padded_batches`: int64 batches padded to their longest row (or to ``max_length``);
+* :func:`stack_rows`: outputs of batches of different widths in one array (per-token outputs padded);
 * :func:`bucket_for`, :func:`pad_to`, :func:`bucket_feed`: fixed-shape backends (TFLite signatures, Core ML
   enumerated shapes) take the smallest bucket that holds a row, zero-padded; a TFLite signature is named
   :func:`signature_name` of its bucket.
@@ -88,3 +89,31 @@ def bucket_feed(tokenizer: Any, example: Example, buckets: Sequence[int], rows: 
     bucket = bucket_for(len(ids), buckets)
     row_ids, row_mask = pad_to(ids, bucket, rows)
     return bucket, {"input_ids": row_ids, "attention_mask": row_mask}
+
+
+def stack_rows(chunks: Sequence[np.ndarray], width: int | None = None) -> np.ndarray:
+    """Batches of outputs as one array, row after row. Outputs with a token axis (``[batch, tokens, ...]``: a
+    tag per token) come from batches padded to their own widths: each is padded with zeros to ``width`` (the
+    widest batch when None); what lies past a row's tokens is padding and carries no meaning."""
+    chunks = [np.asarray(c) for c in chunks]
+    if not chunks or chunks[0].ndim < 3:
+        return np.concatenate(chunks) if chunks else np.zeros((0,), dtype=np.float32)
+    width = width if width is not None else max(c.shape[1] for c in chunks)
+    padded = []
+    for chunk in chunks:
+        if chunk.shape[1] > width:
+            chunk = chunk[:, :width]
+        pad = [(0, 0), (0, width - chunk.shape[1])] + [(0, 0)] * (chunk.ndim - 2)
+        padded.append(np.pad(chunk, pad))
+    return np.concatenate(padded)
+
+
+def at_width(output: np.ndarray, width: int) -> np.ndarray:
+    """A runner's output for a batch fed at ``width`` tokens: an output with a token axis cut or zero-padded to
+    ``width`` (a fixed-shape runner computes its bucket's rows), any other output as it is."""
+    output = np.asarray(output)
+    if output.ndim < 3 or output.shape[1] == width:
+        return output
+    if output.shape[1] > width:
+        return output[:, :width]
+    return np.pad(output, [(0, 0), (0, width - output.shape[1])] + [(0, 0)] * (output.ndim - 2))

@@ -83,7 +83,8 @@ class TaskData:
 
     def summary(self) -> dict[str, Any]:
         def describe(split: Split) -> dict[str, Any]:
-            counts = Counter(split.labels)
+            # a tagged split's labels are a list per sentence: its counts are of word tags
+            counts = Counter(v for label in split.labels for v in (label if isinstance(label, list) else [label]))
             return {
                 "rows": len(split),
                 "labels": {self.label_names[i]: counts.get(i, 0) for i in range(len(self.label_names))},

@@ -16,20 +16,21 @@ from typing import Any
 import numpy as np
 
 from edgedistill.core.config import TargetConfig
-from edgedistill.data.encoding import padded_batches
+from edgedistill.data.encoding import padded_batches, stack_rows
 from edgedistill.export.backends.base import Runner
 from edgedistill.tasks import task_of_model
 from edgedistill.tasks.base import GateReport
 
 
-def run_both(source: Runner, artifact: Runner, batches: Sequence[tuple[np.ndarray, np.ndarray]]
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """The two models' outputs on the same batches, concatenated (a shape that differs is the judge's to name)."""
+def run_both(source: Runner, artifact: Runner, batches: Sequence[tuple[np.ndarray, np.ndarray]],
+             width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The two models' outputs on the same batches, row after row (per-token outputs padded to ``width``:
+    :func:`~edgedistill.data.encoding.stack_rows`); a shape that differs is the judge's to name."""
     reference, output = [], []
     for ids, mask in batches:
         reference.append(np.asarray(source.predict(ids, mask)))
         output.append(np.asarray(artifact.predict(ids, mask), dtype=np.float32))
-    return np.concatenate(reference), np.concatenate(output)
+    return stack_rows(reference, width), stack_rows(output, width)
 
 
 def check_parity(source_dir: Path, artifact: Runner, target: TargetConfig, data: Any, *, max_length: int,
@@ -41,7 +42,8 @@ def check_parity(source_dir: Path, artifact: Runner, target: TargetConfig, data:
 
     task = task_of_model(Path(source_dir))
     inputs = data.eval.inputs[:verify_samples] if verify_samples else data.eval.inputs
-    batches = list(padded_batches(inputs, AutoTokenizer.from_pretrained(source_dir), max_length))
-    reference, output = run_both(PyTorchRunner(source_dir, threads), artifact, batches)
-    return task.judge(reference, output, np.asarray(data.eval.labels[: len(inputs)]),
-                      task.tolerance(target.precision, target.tolerance))
+    tokenizer = AutoTokenizer.from_pretrained(source_dir)
+    batches = list(padded_batches(inputs, tokenizer, max_length))
+    reference, output = run_both(PyTorchRunner(source_dir, threads), artifact, batches, max_length)
+    return task.judge(reference, output, task.gold(data.eval, tokenizer, max_length)[: len(inputs)],
+                      task.tolerance(target.precision, target.tolerance), data.label_names)

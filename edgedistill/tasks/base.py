@@ -3,7 +3,9 @@
 A task is what a model computes and how its answers are judged. One module per task (registered in
 :mod:`edgedistill.tasks`) owns every task-specific fact, so the stages around it never branch on a task:
 
-* the data: how its splits are read (:meth:`Task.load_data`);
+* the data: how its splits are read (:meth:`Task.load_data`), the gold its metrics read beside the outputs
+  (:meth:`Task.gold`: a tagger's labels on each word's first sub-token), the Trainer's collator
+  (:meth:`Task.collator`);
 * the models: which ``AutoModelFor...`` class a teacher and a checkpoint load as (:meth:`Task.load_model`),
   the head a teacher is fine-tuned with (:meth:`Task.head_settings`), the student's class and head
   (:meth:`Task.student_model`), the names of its outputs (:meth:`Task.output_names`);
@@ -18,7 +20,8 @@ A task is what a model computes and how its answers are judged. One module per t
   (:meth:`Task.card`).
 
 Outputs cross every boundary as numpy arrays: a runner's ``predict(input_ids, attention_mask)`` returns the
-task's output for each row (classification: logits ``[batch, labels]``).
+task's output for each row (classification: logits ``[batch, labels]``; token classification: ``[batch, tokens,
+tags]``, one row per token fed, stacked across batches by :func:`edgedistill.data.encoding.stack_rows`).
 """
 
 from __future__ import annotations
@@ -76,6 +79,18 @@ def load_pretrained(auto_class: str, location: Any, what: str, **kwargs: Any) ->
         raise ModelError(f"cannot load {location} as {what}: {type(exc).__name__}: {exc}") from None
 
 
+def head_settings_for(label_names: list[str]) -> dict[str, Any]:
+    """The ``from_pretrained`` / config kwargs of a new head with one output per label, named."""
+    return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+            "label2id": {name: i for i, name in enumerate(label_names)}}
+
+
+def id2label_names(model_config: dict[str, Any]) -> list[str]:
+    """The output names a ``config.json`` (as a dict) records in ``id2label``, in output order."""
+    id2label = model_config.get("id2label") or {}
+    return [str(id2label.get(str(i), id2label.get(i, i))) for i in range(len(id2label) or 2)]
+
+
 def soft_target_loss(student: Any, teacher: Any, temperature: float) -> Any:
     """T² · KL(p_teacher ‖ p_student) at temperature T over the last axis, averaged over the rows (Hinton et al.,
     2015: T² keeps the soft-target gradients on the hard-label scale): the distillation term of any task whose
@@ -101,6 +116,7 @@ class Task(ABC):
     agreement_label: str  # what :meth:`agreement` measures, for a report's columns
     architecture_suffix: str  # how transformers names this task's model classes (``BertFor...``)
     reads_first_row_only: bool  # the output reads the [CLS] row alone (the last-layer [CLS]-only rewrite applies)
+    outputs_per_token: bool = False  # one output row per token ([batch, tokens, ...]) rather than per text
     head_linear_layers: int  # linear layers after the encoder (a ``float_head`` export keeps them float)
     # How its teacher and students are trained (edgedistill.training.common.RECIPES): "logits" (a fine-tuned
     # teacher's soft targets with the Trainer) or "embedding" (a teacher's vectors, learnt on unlabelled text).
@@ -111,6 +127,17 @@ class Task(ABC):
     @abstractmethod
     def load_data(self, data_config: Any, seed: int) -> Any:
         """The task's train and eval splits (a :class:`edgedistill.data.task_data.TaskData`) from ``data``."""
+
+    def gold(self, split: Any, tokenizer: Any, max_length: int) -> np.ndarray:
+        """A split's labels as :meth:`metrics` and :meth:`judge` read them beside the outputs of its rows
+        (tokenized by ``tokenizer``): the labels as they are, unless the task's outputs are per token."""
+        return np.asarray(split.labels)
+
+    def collator(self, tokenizer: Any) -> Any:
+        """The Trainer's batch collator for this task's features (padding the labels where they are per token)."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
 
     # -- models -------------------------------------------------------------------------------------
 
@@ -150,12 +177,15 @@ class Task(ABC):
         """The tensor the losses and metrics read from a model's forward output (a classifier's logits)."""
 
     @abstractmethod
-    def metrics(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        """The eval metrics of ``outputs`` against the gold ``labels`` (the first is the headline)."""
+    def metrics(self, outputs: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None
+                ) -> dict[str, float]:
+        """The eval metrics of ``outputs`` against the gold ``labels`` (:meth:`gold`; the first is the headline);
+        ``label_names`` name the outputs where a metric needs them (entities from tags)."""
 
     @abstractmethod
-    def agreement(self, outputs: np.ndarray, other: np.ndarray) -> float:
-        """How often two models give the same answer on the same rows (0..1)."""
+    def agreement(self, outputs: np.ndarray, other: np.ndarray, labels: np.ndarray | None = None) -> float:
+        """How often two models give the same answer on the same rows (0..1); ``labels`` (:meth:`gold`) say
+        which positions count where the outputs are per token."""
 
     @abstractmethod
     def prediction_loss(self, student: Any, teacher: Any | None, labels: Any, alpha_soft: float, alpha_hard: float,
@@ -177,7 +207,8 @@ class Task(ABC):
         """The precision's default gate (a ``Tolerance``), with the values the target sets in their place."""
 
     @abstractmethod
-    def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Any) -> GateReport:
+    def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Any,
+              label_names: list[str] | None = None) -> GateReport:
         """The artifact's ``output`` against its checkpoint's ``reference`` on the same eval rows."""
 
     @abstractmethod
@@ -195,8 +226,9 @@ class Task(ABC):
         """What a golden case records beside one row's raw output (classification: its label)."""
 
     @abstractmethod
-    def predictions(self, texts: list[Any], outputs: np.ndarray, label_names: list[str]) -> list[dict[str, Any]]:
-        """``predict``'s records, one per text."""
+    def predictions(self, texts: list[Any], outputs: np.ndarray, label_names: list[str],
+                    tokenizer: Any = None) -> list[dict[str, Any]]:
+        """``predict``'s records, one per text (``tokenizer``: what encoded them, for character offsets)."""
 
     @abstractmethod
     def render_predictions(self, rows: list[dict[str, Any]]) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from edgedistill.core.config import Tolerance
-from edgedistill.tasks.base import GateReport, Task, load_pretrained, output_difference, soft_target_loss
+from edgedistill.tasks.base import (GateReport, Task, head_settings_for, id2label_names, load_pretrained,
+                                    output_difference, soft_target_loss)
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-4),
@@ -60,12 +61,10 @@ class ClassificationTask(Task):
         return load_pretrained("AutoModelForSequenceClassification", location, "a sequence classifier", **kwargs)
 
     def head_settings(self, label_names: list[str]) -> dict[str, Any]:
-        return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
-                "label2id": {name: i for i, name in enumerate(label_names)}}
+        return head_settings_for(label_names)
 
     def label_names(self, model_config: dict[str, Any]) -> list[str]:
-        id2label = model_config.get("id2label") or {}
-        return [str(id2label.get(str(i), id2label.get(i, i))) for i in range(len(id2label) or 2)]
+        return id2label_names(model_config)
 
     def student_model(self, student_config: Any, teacher_config: Any) -> Any:
         from transformers import DistilBertForSequenceClassification
@@ -93,7 +92,8 @@ class ClassificationTask(Task):
     def training_output(self, model_outputs: Any) -> Any:
         return model_outputs.logits
 
-    def metrics(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def metrics(self, outputs: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None
+                ) -> dict[str, float]:
         """Accuracy and macro F1 (F1 matters where labels are imbalanced)."""
         predictions = np.asarray(outputs).argmax(-1)
         labels = np.asarray(labels)
@@ -105,7 +105,7 @@ class ClassificationTask(Task):
             f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
         return {"accuracy": float(np.mean(predictions == labels)), "f1_macro": float(np.mean(f1s))}
 
-    def agreement(self, outputs: np.ndarray, other: np.ndarray) -> float:
+    def agreement(self, outputs: np.ndarray, other: np.ndarray, labels: np.ndarray | None = None) -> float:
         return float(np.mean(np.asarray(outputs).argmax(-1) == np.asarray(other).argmax(-1)))
 
     def prediction_loss(self, student: Any, teacher: Any | None, labels: Any, alpha_soft: float, alpha_hard: float,
@@ -149,8 +149,8 @@ class ClassificationTask(Task):
         base = DEFAULT_TOLERANCES.get(precision, REDUCED_DEFAULT)
         return base.model_copy(update=override.model_dump(exclude_none=True))
 
-    def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray,
-              tolerance: Tolerance) -> GateReport:
+    def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Tolerance,
+              label_names: list[str] | None = None) -> GateReport:
         n = len(reference)
         max_abs, mean_abs, failures = output_difference(reference, output)
         y = np.asarray(labels[:n])
@@ -204,7 +204,8 @@ class ClassificationTask(Task):
         best = int(np.argmax(output))
         return {"label": label_names[best] if len(label_names) == len(output) else best}
 
-    def predictions(self, texts: list[Any], outputs: np.ndarray, label_names: list[str]) -> list[dict[str, Any]]:
+    def predictions(self, texts: list[Any], outputs: np.ndarray, label_names: list[str],
+                    tokenizer: Any = None) -> list[dict[str, Any]]:
         rows = []
         for text, logits in zip(texts, np.asarray(outputs, dtype=np.float64), strict=True):
             probabilities = np.exp(logits - logits.max())

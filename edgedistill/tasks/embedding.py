@@ -89,13 +89,14 @@ class EmbeddingTask(Task):
         """The token states; the embedding recipe pools them with the mask (:func:`pool`)."""
         return model_outputs.last_hidden_state
 
-    def metrics(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def metrics(self, outputs: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None
+                ) -> dict[str, float]:
         """Spearman and Pearson (x100) of the pair cosines against the gold scores."""
         cosines = pair_cosines(outputs)
         gold = np.asarray(labels, dtype=np.float64)[: len(cosines)]
         return {"spearman": 100 * spearman(cosines, gold), "pearson": 100 * pearson(cosines, gold)}
 
-    def agreement(self, outputs: np.ndarray, other: np.ndarray) -> float:
+    def agreement(self, outputs: np.ndarray, other: np.ndarray, labels: np.ndarray | None = None) -> float:
         """The mean cosine of the two models' vectors for the same sentence."""
         return float(np.mean(row_cosines(outputs, other)))
 
@@ -125,7 +126,8 @@ class EmbeddingTask(Task):
         base = DEFAULT_TOLERANCES.get(precision, REDUCED_DEFAULT)
         return base.model_copy(update=override.model_dump(exclude_none=True))
 
-    def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Tolerance) -> GateReport:
+    def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Tolerance,
+              label_names: list[str] | None = None) -> GateReport:
         n = len(reference)
         max_abs, mean_abs, failures = output_difference(reference, output)
         gate = tolerance.model_dump(exclude_none=True)
@@ -172,7 +174,8 @@ class EmbeddingTask(Task):
     def describe_output(self, output: np.ndarray, label_names: list[str]) -> dict[str, Any]:
         return {"dimension": int(output.shape[-1]), "norm": round(float(np.linalg.norm(output)), 6)}
 
-    def predictions(self, texts: list[Any], outputs: np.ndarray, label_names: list[str]) -> list[dict[str, Any]]:
+    def predictions(self, texts: list[Any], outputs: np.ndarray, label_names: list[str],
+                    tokenizer: Any = None) -> list[dict[str, Any]]:
         """One record per text: its vector, and its cosine to every text given (in order)."""
         outputs = np.asarray(outputs, dtype=np.float64)
         similarity = row_normalised(outputs) @ row_normalised(outputs).T

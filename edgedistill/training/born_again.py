@@ -93,7 +93,7 @@ def _publish(config: Config, fine_tuned: TeacherResult, born: Any, augment_metri
                                   with_token_type_ids=data.eval.text_pairs is not None)
     logits = predict_outputs(model, features, DataCollatorWithPadding(tokenizer), config.teacher.eval_batch_size, task)
     labels = np.array([f["labels"] for f in features])
-    scores = eval_scores(task, logits, labels)
+    scores = eval_scores(task, logits, labels, data.label_names)
     headline = f"eval_{task.headline}"
     loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
     first, trained = fine_tuned.metrics, born.metrics

@@ -15,6 +15,7 @@ import torch
 from transformers import TrainerCallback, TrainingArguments
 
 from edgedistill.core.errors import TrainingError
+from edgedistill.data.encoding import stack_rows
 from edgedistill.tasks.base import Task
 
 log = logging.getLogger("edgedistill.training")
@@ -43,19 +44,30 @@ class TeacherResult:
     cached: bool
 
 
-def trainer_metrics(task: Task) -> Callable[[Any], dict[str, float]]:
+def trainer_metrics(task: Task, label_names: list[str]) -> Callable[[Any], dict[str, float]]:
     """The Trainer's ``compute_metrics`` hook for ``task``: ``EvalPrediction`` -> the task's metrics."""
 
     def compute(prediction: Any) -> dict[str, float]:
         outputs = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return task.metrics(outputs, prediction.label_ids)
+        return task.metrics(outputs, prediction.label_ids, label_names)
 
     return compute
 
 
-def eval_scores(task: Task, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def eval_scores(task: Task, outputs: np.ndarray, labels: np.ndarray, label_names: list[str]) -> dict[str, float]:
     """The task's metrics on the eval split, named as the Trainer names them (``eval_accuracy``, ...)."""
-    return {f"eval_{name}": value for name, value in task.metrics(outputs, labels).items()}
+    return {f"eval_{name}": value for name, value in task.metrics(outputs, labels, label_names).items()}
+
+
+def feature_labels(features: list[dict]) -> np.ndarray:
+    """The ``labels`` of encoded rows as one array: per-token label lists padded with -100 to the longest."""
+    labels = [f["labels"] for f in features]
+    if not labels or np.ndim(labels[0]) == 0:
+        return np.array(labels)
+    out = np.full((len(labels), max(len(x) for x in labels)), -100, dtype=np.int64)
+    for row, values in enumerate(labels):
+        out[row, : len(values)] = values
+    return out
 
 
 def stop_if_nothing_learnt(task: Task, scores: dict[str, float], labels: np.ndarray, role: str, settings: str,
@@ -154,6 +166,7 @@ def predict_outputs(model: torch.nn.Module, features: list[dict], collator: Any,
     model.train(was_training)
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
-    outputs = np.empty((len(order), *chunks[0].shape[1:]), dtype=np.float32)
-    outputs[order] = np.concatenate(chunks)
+    stacked = stack_rows(chunks)
+    outputs = np.empty_like(stacked)
+    outputs[order] = stacked
     return outputs

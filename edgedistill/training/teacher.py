@@ -78,7 +78,6 @@ def run_teacher(config: Config, *, force: bool = False, data: TaskData | None = 
 def _build(config: Config, tcfg: Any, task: Task, source: ModelSource, model_config: Any, data: TaskData,
            out: Path) -> dict:
     """Fine-tune (or only evaluate) the teacher with ``tcfg``, the recipe :func:`fit_schedule` chose."""
-    import numpy as np
     import torch
     from transformers import set_seed
 
@@ -108,9 +107,11 @@ def _build(config: Config, tcfg: Any, task: Task, source: ModelSource, model_con
     else:
         log.info("the %s head is trained: evaluating only", task.name)
     after = trainer.evaluate() if train_needed else before
-    scores = {key: value for key, value in after.items() if key.removeprefix("eval_") in task.metric_names}
+    # the task's metrics and their breakdowns (token classification: f1_PER, ...), not the Trainer's own
+    scores = {key: value for key, value in after.items()
+              if key.startswith("eval_") and key.removeprefix("eval_").startswith(task.metric_names)}
     if train_needed:
-        stop_if_nothing_learnt(task, scores, np.array(data.eval.labels), "teacher",
+        stop_if_nothing_learnt(task, scores, data.eval.labels, "teacher",
                                "teacher.epochs, teacher.learning_rate, teacher.min_steps", config.require_learning)
     model.config.edgedistill = {"task": task.name, "role": "teacher"}
     trainer.save_model(str(out))
@@ -155,7 +156,7 @@ def _trainer(config: Config, tcfg: Any, task: Task, source: ModelSource, model: 
              out: Path) -> Any:
     """transformers' Trainer on the encoded splits, evaluated after every epoch too (the log shows where more
     epochs stop paying)."""
-    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer
+    from transformers import AutoTokenizer, Trainer
 
     from edgedistill.training.common import LogToFileCallback, trainer_metrics, training_arguments
 
@@ -166,9 +167,9 @@ def _trainer(config: Config, tcfg: Any, task: Task, source: ModelSource, model: 
         args=training_arguments(out / "checkpoints", tcfg, seed=config.seed, eval_strategy="epoch"),
         train_dataset=data.train.features(tokenizer, config.data.max_length, with_token_type_ids=with_types),
         eval_dataset=data.eval.features(tokenizer, config.data.max_length, with_token_type_ids=with_types),
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=task.collator(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=trainer_metrics(task),
+        compute_metrics=trainer_metrics(task, data.label_names),
         callbacks=[LogToFileCallback()],
     )
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from edgedistill.export.backends.base import Artifact, Calibration, InputTooLongError, check_precision
 from edgedistill.core.config import TargetConfig
-from edgedistill.data.encoding import bucket_feed, bucket_for, pad_to
+from edgedistill.data.encoding import at_width, bucket_feed, bucket_for, pad_to
 from edgedistill.core.errors import ConfigError, ExportError, ModelError
 from edgedistill.core.registry import FORMATS
 from edgedistill.core.target_options import COREML_ACTIVATION_OPS, CoreMLOptions, target_options
@@ -332,7 +332,9 @@ class _BucketedRunner:
                 warnings.warn(f"input of {used} tokens truncated to {self.max_length}", stacklevel=2)
                 used = self.max_length
             row_ids, row_mask = pad_to(ids[:used], self.bucket_for(used))
-            rows.append(np.asarray(self._run(row_ids, row_mask), dtype=np.float32).reshape(1, -1))
+            output = np.asarray(self._run(row_ids, row_mask), dtype=np.float32)
+            # a tag per token: the rows of the tokens fed, not of the bucket
+            rows.append(at_width(output, len(ids)) if output.ndim >= 3 else output.reshape(1, -1))
         return np.concatenate(rows)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

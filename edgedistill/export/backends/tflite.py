@@ -43,7 +43,8 @@ from edgedistill.export.backends.base import (Artifact, Calibration, InputTooLon
                                        require_full_integer)
 from edgedistill.export.backends.conversions import converted
 from edgedistill.core.config import TargetConfig
-from edgedistill.data.encoding import Example, bucket_for, pad_to, signature_bucket, signature_name, token_ids
+from edgedistill.data.encoding import (Example, at_width, bucket_for, pad_to, signature_bucket, signature_name,
+                                       token_ids)
 from edgedistill.core.errors import ConfigError, ExportError, ModelError
 from edgedistill.quant.report import TensorError
 from edgedistill.core.registry import FORMATS
@@ -106,6 +107,7 @@ class TFLiteRunner:
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         ids = np.asarray(input_ids, dtype=np.int32)
         mask = np.asarray(attention_mask, dtype=np.int32)
+        fed_width = ids.shape[1]
         used = int(mask.sum(axis=1).max()) if mask.size else 0
         ids, mask = ids[:, : max(used, 1)], mask[:, : max(used, 1)]  # drop all-padding columns
         if used > self.buckets[-1]:
@@ -134,9 +136,10 @@ class TFLiteRunner:
             signature["inputs"]["attention_mask"].write(feed_mask)
             self.model.run_by_index(signature["index"], signature["input_list"], signature["outputs"])
             values = signature["outputs"][0].read(signature["output_size"], signature["output_dtype"])
-            values = np.asarray(values).reshape(self.batch, -1)[:n]
+            values = np.asarray(values).reshape(self.batch, *signature["output"]["shape"][1:])[:n]
             out.append(values if signature["quantization"] is None else dequantize(values, signature["quantization"]))
-        return (out[0] if len(out) == 1 else np.concatenate(out)).astype(np.float32, copy=False)
+        result = (out[0] if len(out) == 1 else np.concatenate(out)).astype(np.float32, copy=False)
+        return at_width(result, fed_width)  # a tag per token: the rows of the tokens fed, not of the bucket
 
 
 def dequantize(values: np.ndarray, quantization: tuple[float, int] | None) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any
 from edgedistill.core.atomic import process_rank, synchronize_processes
 from edgedistill.core.cache import run_cached_stage, stage_key
 from edgedistill.core.config import Config, dump_config
+from edgedistill.core.errors import ConfigError
 from edgedistill.core.hashing import model_folder_hash
 from edgedistill.core.host import host_info
 from edgedistill.core.models import load_model_config, resolve_model
@@ -246,7 +247,7 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
     logits attached when ``distill.cache_teacher_logits``, or when teacher-labelled rows are added: those
     carry their logits, so every row of a batch must)."""
     from torch import nn
-    from transformers import AutoTokenizer, DataCollatorWithPadding
+    from transformers import AutoTokenizer
 
     from edgedistill.training.distill.losses import LossWeights
     from edgedistill.training.distill.student import hidden_size_of, num_layers_of
@@ -273,10 +274,14 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
              sum(p.numel() for p in student.parameters()) / 1e6, init, weights)
 
     with_types = data.train.text_pairs is not None
-    collator = DataCollatorWithPadding(tokenizer)
+    collator = get_task(config.task).collator(tokenizer)
     train_set = data.train.features(tokenizer, config.data.max_length, with_token_type_ids=with_types)
     eval_set = data.eval.features(tokenizer, config.data.max_length, with_token_type_ids=with_types)
     cached_logits = bool((d.cache_teacher_logits or augment is not None) and weights.alpha_kd > 0)
+    if cached_logits and get_task(config.task).outputs_per_token:
+        raise ConfigError(f"distill.cache_teacher_logits and distill.augment keep one row of teacher logits per "
+                          f"text; the {config.task} task has one per token: set cache_teacher_logits to false and "
+                          "leave augment off")
     if cached_logits:
         log.info("%s: computing the teacher's logits once for %d training rows", role, len(train_set))
         cached = predict_outputs(teacher, train_set, collator, d.eval_batch_size, get_task(config.task),
@@ -394,19 +399,18 @@ def _save(config: Config, run: _Run, teacher_dir: Path, out: Path) -> dict[str, 
     measured, then the wrappers and split layers taken out); returns the QAT role's extra metrics."""
     from transformers import AutoTokenizer
 
-    from edgedistill.training.common import eval_scores, predict_outputs
+    from edgedistill.training.common import eval_scores, feature_labels, predict_outputs
 
     task = get_task(config.task)
     extra: dict[str, Any] = {}
     if run.role == "qat":
-        import numpy as np
-
         from edgedistill.training.distill.qat import strip_qat
         from edgedistill.quant.outlier_split import merge_outlier_split
 
         simulated = predict_outputs(run.student, run.eval_set, run.collator, run.recipe.eval_batch_size, task)
-        labels = np.array([f["labels"] for f in run.eval_set])
-        extra[f"eval_{task.headline}_fake_quant"] = eval_scores(task, simulated, labels)[f"eval_{task.headline}"]
+        names = task.label_names(run.teacher.config.to_dict())
+        extra[f"eval_{task.headline}_fake_quant"] = eval_scores(task, simulated, feature_labels(run.eval_set),
+                                                                names)[f"eval_{task.headline}"]
         extra["qat"] = run.recipe.qat.model_dump()
         merge_outlier_split(strip_qat(run.student))
     run.student.config.edgedistill = {"task": task.name, "role": run.role, "layer_map": run.layer_map, "teacher": str(teacher_dir)}
@@ -418,18 +422,17 @@ def _save(config: Config, run: _Run, teacher_dir: Path, out: Path) -> dict[str, 
 
 def _evaluate(config: Config, run: _Run, out: Path) -> dict[str, Any]:
     """The saved student against the labels and the teacher on the eval split, and what it is."""
-    import numpy as np
-
     from edgedistill.training.distill.student import hidden_size_of, num_layers_of
-    from edgedistill.training.common import eval_scores, predict_outputs, stop_if_nothing_learnt
+    from edgedistill.training.common import eval_scores, feature_labels, predict_outputs, stop_if_nothing_learnt
 
     task = get_task(config.task)
-    labels = np.array([f["labels"] for f in run.eval_set])
+    labels = feature_labels(run.eval_set)
+    names = task.label_names(run.teacher.config.to_dict())
     batch = run.recipe.eval_batch_size
     student_logits = predict_outputs(run.student, run.eval_set, run.collator, batch, task)
     teacher_logits = predict_outputs(run.teacher, run.eval_set, run.collator, batch, task)
-    s_metrics = eval_scores(task, student_logits, labels)
-    t_metrics = eval_scores(task, teacher_logits, labels)
+    s_metrics = eval_scores(task, student_logits, labels, names)
+    t_metrics = eval_scores(task, teacher_logits, labels, names)
     if run.role == "student":  # the baseline shows what no teacher gives, and may be poor by design
         stop_if_nothing_learnt(task, s_metrics, labels, "student", "distill.epochs, distill.learning_rate",
                                config.require_learning)
@@ -449,7 +452,7 @@ def _evaluate(config: Config, run: _Run, out: Path) -> dict[str, Any]:
         **s_metrics,
         f"teacher_{headline}": t_metrics[headline],
         f"retention_of_teacher_{task.headline}": s_metrics[headline] / t_metrics[headline],
-        "agreement_with_teacher": task.agreement(student_logits, teacher_logits),
+        "agreement_with_teacher": task.agreement(student_logits, teacher_logits, labels),
     }
 
 
