@@ -57,8 +57,13 @@ def word_tags(outputs: np.ndarray, labels: np.ndarray, label_names: list[str]) -
 
 def entity_scores(predicted: list[list[str]], gold: list[list[str]]) -> dict[str, float]:
     """seqeval's entity precision / recall / F1 (IOB2, strict spans), and F1 per entity type."""
-    from seqeval.metrics import classification_report
-    from seqeval.scheme import IOB2
+    try:
+        from seqeval.metrics import classification_report
+        from seqeval.scheme import IOB2
+    except ImportError:
+        from edgedistill.core.errors import MissingDependencyError
+
+        raise MissingDependencyError("entity F1 is scored with seqeval: pip install 'edgedistill[ner]'") from None
 
     report = classification_report(gold, predicted, mode="strict", scheme=IOB2, output_dict=True,
                                    zero_division=0)
