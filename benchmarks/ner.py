@@ -6,8 +6,8 @@
 Reads the run (teacher, student and baseline metrics: seqeval entity F1 on CoNLL-2003 ``valid``, strict IOB2
 spans; every artifact's gate record; the bench report's p50 at batch 1 x 128 and its throughput on the real
 eval sentences), then trains the student and its labels-only baseline again with each extra ``--seeds`` value in
-its own workdir: the distill stage only, from the seed-42 run's fine-tuned teacher (loaded with its trained head
-and evaluated, not trained again), so the seeds differ in the student's training alone.
+its own workdir: the distill stage only, handed the seed-42 run's fine-tuned teacher, so the seeds differ in the
+students' training alone.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,16 +30,23 @@ def _per_type(metrics: dict[str, Any]) -> dict[str, float]:
     return {k.removeprefix("eval_f1_"): round(v, 4) for k, v in metrics.items() if k.startswith("eval_f1_")}
 
 
-def _extra_seed(seed: int, data: str, workdir: Path) -> dict[str, dict[str, Any]]:
-    """The student and baseline trained again with ``seed`` from the run's teacher; their metrics by role."""
+def _extra_seed(seed: int, data_path: str, workdir: Path) -> dict[str, dict[str, Any]]:
+    """The student and baseline trained again with ``seed`` from the run's fine-tuned teacher (handed to the
+    distill stage as the pipeline hands it, so the baseline starts from the checkpoint the teacher was fine-tuned
+    from, as in the run); their metrics by role."""
+    from edgedistill.core.config import load_config
+    from edgedistill.tasks import load_data
+    from edgedistill.training.common import TeacherResult
+    from edgedistill.training.distill import run_distill
+
     out = workdir.with_name(f"{workdir.name}-seed{seed}")
-    command = [str(Path(sys.executable).with_name("edgedistill")), "run", "--task", "token-classification",
-               "--data", data, "--workdir", str(out), "--seed", str(seed), "--only", "teacher,distill",
-               "--set", f"teacher.model={workdir / 'teacher'}"]
+    config = load_config(overrides={"task": "token-classification", "data.dataset": data_path, "seed": seed,
+                                    "workdir": str(out)})
+    teacher = TeacherResult(workdir / "teacher", _metrics(workdir / "teacher"), cached=True)
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    results = run_distill(config, teacher, load_data(config))
     print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-    return {role: _metrics(out / role) for role in ("student", "baseline")}
+    return {r.role: r.metrics for r in results}
 
 
 def _artifacts(workdir: Path, report: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +97,7 @@ def main() -> None:
     summary = {
         "command": "edgedistill run --task token-classification --data ../shared/data/conll2003; benchmarks/ner.py "
                    f"--seeds {' '.join(map(str, args.seeds))}",
-        "teacher": {"model": teacher["model"], "valid_f1": teacher["eval_f1"], "precision": teacher["eval_precision"],
-                    "recall": teacher["eval_recall"], "f1_per_type": _per_type(teacher),
+        "teacher": {"model": teacher["model"], "valid_f1": teacher["eval_f1"], "f1_per_type": _per_type(teacher),
                     "parameters": teacher["parameters"], "train_time_s": teacher.get("train_time_s")},
         "student": {"valid_f1": student["eval_f1"], "retention": student["retention_of_teacher_f1"],
                     "f1_per_type": _per_type(student), "parameters": student["parameters"],

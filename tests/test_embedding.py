@@ -215,6 +215,27 @@ def test_the_student_is_a_sentence_transformers_folder_in_the_teachers_space(tra
         assert key in student.metrics
 
 
+def test_the_hidden_state_term_pulls_each_layer_towards_the_teacher_layer_it_came_from(tmp_path, st_teacher,
+                                                                                     sts_dir):
+    """alpha_mse: the student layers' outputs move towards the outputs of the teacher layers they were copied
+    from (the term's value falls over training), logged by name; without a layer map it is refused."""
+    from edgedistill.core.errors import ConfigError
+    from edgedistill.tasks import load_data
+    from edgedistill.training.distill import run_distill
+    from edgedistill.training.teacher import run_teacher
+
+    config = embedding_config(tmp_path / "run", st_teacher, sts_dir, **{"distill.alpha_mse": 1.0,
+                                                                         "distill.baseline": False})
+    data = load_data(config)
+    student = run_distill(config, run_teacher(config, data=data), data)[0].metrics
+    history = [h["loss_mse"] for h in student["loss_history"]]
+    assert history[-1] < 0.8 * history[0] and "train_loss_mse" in student
+    narrow = embedding_config(tmp_path / "narrow", st_teacher, sts_dir,
+                              **{"distill.alpha_mse": 1.0, "distill.hidden_size": 16, "distill.baseline": False})
+    with pytest.raises(ConfigError, match="alpha_mse pairs each student layer"):
+        run_distill(narrow, run_teacher(narrow, data=data), data)
+
+
 # -- the gate ---------------------------------------------------------------------------------------
 
 

@@ -182,7 +182,7 @@ def test_entity_scores_are_seqevals_strict_spans():
     half = np.eye(5)[[0, 1, 0, 0, 3, 0]][None]  # PER cut short: a wrong span under strict matching
     assert TASK.metrics(right, labels, names)["f1"] == 1.0
     scores = TASK.metrics(half, labels, names)
-    assert scores["precision"] == 0.5 and scores["recall"] == 0.5 and scores["f1_LOC"] == 1.0
+    assert scores["entity_precision"] == 0.5 and scores["entity_recall"] == 0.5 and scores["f1_LOC"] == 1.0
     assert scores["f1_PER"] == 0.0 and scores["word_accuracy"] == 0.75
 
 

@@ -250,7 +250,11 @@ def _cross_row_metrics(rows: list[dict[str, Any]], logits: dict[str, np.ndarray]
         if row["name"] not in logits:
             continue
         own = logits[row["name"]]
-        row.update(task.metrics(own, labels, label_names))
+        scores = task.metrics(own, labels, label_names)
+        clash = sorted(set(scores) & {"name", "role", "backend", "precision", "target", "path", "status"})
+        if clash:  # a metric must not overwrite what the row says the model is
+            raise EdgeDistillError(f"the {task.name} task's metrics {clash} would overwrite the bench row's fields")
+        row.update(scores)
         for key, other in (("agreement_with_teacher", teacher), ("agreement_with_fp32_student", student)):
             if other is not None and other["name"] in logits:
                 row[key] = task.agreement(own, logits[other["name"]], labels)

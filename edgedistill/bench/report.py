@@ -141,12 +141,12 @@ def _per_type_table(rows: list[dict[str, Any]]) -> list[str]:
     if not types:
         return []
     lines = ["## Entity F1 per type (seqeval, strict IOB2 spans)", "",
-             "| model | " + " | ".join(types) + " | precision | recall | word accuracy |",
+             "| model | " + " | ".join(types) + " | entity precision | entity recall | word accuracy |",
              "| --- |" + " --- |" * (len(types) + 3)]
     for row in rows:
         if row["status"] == "ok" and "f1" in row:
             cells = [_pct(row.get(f"f1_{t}")) for t in types]
-            cells += [_pct(row.get(k)) for k in ("precision", "recall", "word_accuracy")]
+            cells += [_pct(row.get(k)) for k in ("entity_precision", "entity_recall", "word_accuracy")]
             lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -160,7 +160,7 @@ def _write_csv(report: dict[str, Any], path: Path) -> None:
     """Long format: one line per model × batch × sequence length."""
     fields = ["name", "role", "backend", "precision", "status", "batch", "seq", "p50_ms", "p90_ms", "p99_ms",
               "mean_ms", "std_ms", "first_ms", "n", "throughput_per_s", "noisy", "bucket", "accuracy", "f1_macro",
-              "spearman", "pearson", "f1", "precision", "recall", "word_accuracy", "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
+              "spearman", "pearson", "f1", "entity_precision", "entity_recall", "word_accuracy", "agreement_with_teacher", "agreement_with_fp32_student", "max_logit_diff", "size_bytes",
               "parameters", "peak_rss_mb", "load_s", "threads", "int8_mac_fraction", "device", "bench_host_device",
               "error"]
     with open(path, "w", newline="", encoding="utf-8") as handle:

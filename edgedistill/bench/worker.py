@@ -19,7 +19,7 @@ import numpy as np
 
 from edgedistill.bench.memory import current_rss_mb, peak_rss_mb
 from edgedistill.bench.timing import measure
-from edgedistill.data.encoding import stack_rows
+from edgedistill.data.encoding import stack_rows, without_padding
 
 
 def _tokenizer(path: Path, max_length: int) -> Any:
@@ -90,7 +90,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     texts = eval_set["texts"]
     logits = []
     for start in range(0, len(texts), 32):
-        logits.append(runner.predict(*_batch(tokenizer, texts[start:start + 32])))
+        ids, mask = _batch(tokenizer, texts[start:start + 32])
+        logits.append(without_padding(runner.predict(ids, mask), mask))
     np.save(spec["logits_file"], stack_rows(logits, spec["max_length"]).astype(np.float32))
     result["runtime"] = getattr(runner, "runtime", None)
     if not getattr(runner, "measures_latency", True):  # an emulation: its timings would be a lie

@@ -5,7 +5,8 @@ calibration, golden vectors, ``predict`` and the benchmark all feed a model the 
 
 * :func:`encode_one` / :func:`encode`: one row, or a split for the Trainer (unpadded);
 * :func:`padded_batches`: int64 batches padded to their longest row (or to ``max_length``);
-* :func:`stack_rows`: outputs of batches of different widths in one array (per-token outputs padded);
+* :func:`stack_rows`, :func:`without_padding`: outputs of batches of different widths in one array (per-token
+  outputs padded), the rows of padding tokens zeroed;
 * :func:`bucket_for`, :func:`pad_to`, :func:`bucket_feed`: fixed-shape backends (TFLite signatures, Core ML
   enumerated shapes) take the smallest bucket that holds a row, zero-padded; a TFLite signature is named
   :func:`signature_name` of its bucket.
@@ -106,6 +107,17 @@ def stack_rows(chunks: Sequence[np.ndarray], width: int | None = None) -> np.nda
         pad = [(0, 0), (0, width - chunk.shape[1])] + [(0, 0)] * (chunk.ndim - 2)
         padded.append(np.pad(chunk, pad))
     return np.concatenate(padded)
+
+
+def without_padding(output: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """An output with a token axis with the rows of padding tokens zeroed: they carry no meaning (nothing reads
+    them), and runtimes compute them differently (a bucket's padding, a batch's), so a comparison of two
+    models' per-token outputs reads the real tokens only. Any other output as it is."""
+    output = np.asarray(output)
+    if output.ndim < 3:
+        return output
+    mask = np.asarray(attention_mask)[:, : output.shape[1]].astype(bool)
+    return np.where(mask.reshape(*mask.shape, *[1] * (output.ndim - 2)), output, 0).astype(output.dtype, copy=False)
 
 
 def at_width(output: np.ndarray, width: int) -> np.ndarray:

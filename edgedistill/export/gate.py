@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.core.config import TargetConfig
-from edgedistill.data.encoding import padded_batches, stack_rows
+from edgedistill.data.encoding import padded_batches, stack_rows, without_padding
 from edgedistill.export.backends.base import Runner
 from edgedistill.tasks import task_of_model
 from edgedistill.tasks.base import GateReport
@@ -25,11 +25,12 @@ from edgedistill.tasks.base import GateReport
 def run_both(source: Runner, artifact: Runner, batches: Sequence[tuple[np.ndarray, np.ndarray]],
              width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The two models' outputs on the same batches, row after row (per-token outputs padded to ``width``:
-    :func:`~edgedistill.data.encoding.stack_rows`); a shape that differs is the judge's to name."""
+    :func:`~edgedistill.data.encoding.stack_rows`, padding rows zeroed); a shape that differs is the judge's to
+    name."""
     reference, output = [], []
-    for ids, mask in batches:
-        reference.append(np.asarray(source.predict(ids, mask)))
-        output.append(np.asarray(artifact.predict(ids, mask), dtype=np.float32))
+    for ids, mask in batches:  # per-token outputs: the padding tokens' rows zeroed (nothing reads them)
+        reference.append(without_padding(source.predict(ids, mask), mask))
+        output.append(without_padding(np.asarray(artifact.predict(ids, mask), dtype=np.float32), mask))
     return stack_rows(reference, width), stack_rows(output, width)
 
 
