@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[43, 44], help="extra student seeds (42 is the run's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ner"))
+    parser.add_argument("--timing-manifest", help="the manifest.json of the run from an empty workdir, for the "
+                        "pipeline's time (default: the workdir's, whose last run may have been a partial one)")
     args = parser.parse_args()
     from edgedistill.core.host import host_info, library_versions
 
@@ -90,6 +92,7 @@ def main() -> None:
     manifest = json.loads((workdir / "manifest.json").read_text(encoding="utf-8"))
     report = json.loads((workdir / "report" / "report.json").read_text(encoding="utf-8"))
     teacher, student, baseline = (_metrics(workdir / role) for role in ("teacher", "student", "baseline"))
+    timing = json.loads(Path(args.timing_manifest).read_text(encoding="utf-8")) if args.timing_manifest else manifest
     runs = {manifest["seed"]: {"student": student, "baseline": baseline}}
     runs |= {seed: _extra_seed(seed, args.data, workdir) for seed in args.seeds}
     students = [r["student"]["eval_f1"] for r in runs.values()]
@@ -114,8 +117,9 @@ def main() -> None:
                      "f1_per_type": _per_type(baseline), "seeds_valid_f1": dict(zip(map(str, runs), baselines)),
                      "what": "the same student trained on the tags alone, from the pretrained layers"},
         "artifacts": _artifacts(workdir, report, manifest),
-        "pipeline_seconds": manifest.get("last_run_stage_seconds"),
-        "pipeline_total_seconds": manifest.get("last_run_seconds"),
+        "pipeline_seconds": timing.get("last_run_stage_seconds"),
+        "pipeline_total_seconds": timing.get("last_run_seconds"),
+        "pipeline_host": timing.get("host"),
         "bench_host": report["host"], "threads": args.threads, "tools": library_versions(),
         "host": host_info(args.threads),
     }

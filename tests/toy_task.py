@@ -60,10 +60,11 @@ class ScoreTask(Task):
     def training_output(self, model_outputs: Any) -> Any:
         return model_outputs.logits
 
-    def metrics(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def metrics(self, outputs: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None
+                ) -> dict[str, float]:
         return {"mae": float(np.mean(np.abs(np.asarray(outputs)[:, 0] - np.asarray(labels))))}
 
-    def agreement(self, outputs: np.ndarray, other: np.ndarray) -> float:
+    def agreement(self, outputs: np.ndarray, other: np.ndarray, labels: np.ndarray | None = None) -> float:
         return float(np.mean(np.abs(np.asarray(outputs) - np.asarray(other)) < 0.1))
 
     def prediction_loss(self, student: Any, teacher: Any | None, labels: Any, alpha_soft: float, alpha_hard: float,
@@ -88,8 +89,8 @@ class ScoreTask(Task):
         return Tolerance(max_abs=1e-4 if precision == "fp32" else 0.1).model_copy(
             update=override.model_dump(exclude_none=True))
 
-    def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Tolerance
-              ) -> GateReport:
+    def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Tolerance,
+              label_names: list[str] | None = None) -> GateReport:
         max_abs, mean_abs, failures = output_difference(reference, output)
         if not failures and tolerance.max_abs is not None and max_abs > tolerance.max_abs:
             failures.append(f"max |score difference| {max_abs:.3g} > {tolerance.max_abs:g}")
@@ -104,7 +105,8 @@ class ScoreTask(Task):
     def describe_output(self, output: np.ndarray, label_names: list[str]) -> dict[str, Any]:
         return {"rounded": round(float(output[0]), 2)}
 
-    def predictions(self, texts: list[Any], outputs: np.ndarray, label_names: list[str]) -> list[dict[str, Any]]:
+    def predictions(self, texts: list[Any], outputs: np.ndarray, label_names: list[str],
+                    tokenizer: Any = None) -> list[dict[str, Any]]:
         return [{"text": text, "score": round(float(out[0]), 6)} for text, out in zip(texts, outputs, strict=True)]
 
     def render_predictions(self, rows: list[dict[str, Any]]) -> str:
