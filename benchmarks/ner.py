@@ -63,7 +63,8 @@ def _artifacts(workdir: Path, report: dict[str, Any], manifest: dict[str, Any]) 
         out[name] = {"gate_passed": parity["passed"], "tag_agreement": parity.get("agreement"),
                      "valid_f1": parity.get("artifact_f1"), "f1_drop_points": parity.get("f1_drop_points"),
                      "max_abs": parity["max_abs"], "words_compared": parity.get("words"),
-                     "int8_mac_fraction": integer.get("int8_mac_fraction"),
+                     "int8_mac_fraction": integer.get("int8_mac_fraction"),  # full-integer (static) int8
+                     "mac_fraction_by_arithmetic": integer.get("mac_fraction_by_arithmetic"),
                      "p50_ms_b1_s128": (row.get("reference_latency") or {}).get("p50_ms"),
                      "bench_valid_f1": row.get("f1"), "bench_f1_per_type": {k.removeprefix("f1_"): round(v, 4)
                                                                            for k, v in row.items()
@@ -159,7 +160,9 @@ def render(s: dict[str, Any]) -> str:
         if not a["gate_passed"]:
             lines.append(f"| {name} | **failed**: {a['reason'][:200]} | | | | | | |")
             continue
-        mac = "–" if a["int8_mac_fraction"] is None else f"{100 * a['int8_mac_fraction']:.1f}%"
+        dynamic = (a.get("mac_fraction_by_arithmetic") or {}).get("dynamic-int8")
+        mac = ("–" if a["int8_mac_fraction"] is None else f"{100 * dynamic:.0f}% dynamic" if dynamic and not
+               a["int8_mac_fraction"] else f"{100 * a['int8_mac_fraction']:.1f}%")
         p50 = "–" if a["p50_ms_b1_s128"] is None else f"{a['p50_ms_b1_s128']:.2f}"
         words = "–" if a["real_words_per_s"] is None else f"{a['real_words_per_s']:.0f}"
         agreement = "–" if a["tag_agreement"] is None else f"{100 * a['tag_agreement']:.3f}%"

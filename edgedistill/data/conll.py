@@ -24,15 +24,14 @@ torch.
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgedistill.core.config import DataConfig
-from edgedistill.core.errors import DataError, MissingDependencyError
+from edgedistill.core.errors import DataError
 from edgedistill.core.hashing import sha256_file, sha256_json
-from edgedistill.data.task_data import Split, TaskData
+from edgedistill.data.task_data import Split, TaskData, carve_rows, hub_splits, sample_indices
 from edgedistill.data.text_files import decode_lines, json_records
 
 log = logging.getLogger("edgedistill.data")
@@ -293,47 +292,14 @@ def _local(path: Path, cfg: DataConfig) -> tuple[list[Sentence], list[Sentence] 
     return read_tagged_file(train_file), read_tagged_file(eval_file), [str(train_file), str(eval_file)]
 
 
-def _carve(train: list[Sentence], cfg: DataConfig, seed: int, source: str) -> tuple[list[Sentence], list[Sentence]]:
-    order = list(range(len(train)))
-    random.Random(seed).shuffle(order)
-    n_eval = max(1, round(len(order) * cfg.eval_fraction))
-    if n_eval >= len(order):
-        raise DataError(f"{source}: {len(order)} sentences are too few to carve an eval split "
-                        f"(data.eval_fraction={cfg.eval_fraction}); give a separate valid file")
-    held = set(order[:n_eval])
-    return [s for i, s in enumerate(train) if i not in held], [s for i, s in enumerate(train) if i in held]
-
-
 def _hub(dataset: str, cfg: DataConfig) -> tuple[list[Sentence], list[Sentence], list[str]]:
-    try:
-        import datasets
-    except ImportError:
-        raise MissingDependencyError(f"data {dataset!r} is not a local file or folder, and loading it from the hub "
-                                     "needs the 'datasets' package: pip install 'edgedistill[hub]'") from None
-    hub_id, _, subset = dataset.partition(":")
-    try:
-        loaded = datasets.load_dataset(hub_id, subset or None)
-    except Exception as exc:  # offline, unknown id, ...
-        raise DataError(f"could not load {dataset!r} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
-                        "offline, pass a local CoNLL folder or file with --data") from None
+    train, evaluation, source = hub_splits(dataset, cfg, "CoNLL", ("tokens", "ner_tags"))
     out = []
-    for wanted in (cfg.train_split, cfg.eval_split):
-        if wanted not in loaded:
-            raise DataError(f"hub dataset {dataset!r} has no split {wanted!r}; it has: {', '.join(loaded)}")
-        table = loaded[wanted]
-        if "tokens" not in table.column_names or "ner_tags" not in table.column_names:
-            raise DataError(f"hub dataset {dataset!r}: a tagged split needs columns 'tokens' and 'ner_tags'; "
-                            f"columns: {table.column_names}")
+    for table in (train, evaluation):
         names = table.features["ner_tags"].feature.names
         out.append([Sentence(list(w), [names[t] for t in tags], i, line_per_word=False)
                     for i, (w, tags) in enumerate(zip(table["tokens"], table["ner_tags"]), 1) if w])
-    return out[0], out[1], [f"hub:{dataset}@{loaded[cfg.train_split]._fingerprint}"]
-
-
-def _sample(sentences: list[Sentence], limit: int | None, seed: int) -> list[Sentence]:
-    if limit is None or limit >= len(sentences):
-        return sentences
-    return [sentences[i] for i in sorted(random.Random(seed).sample(range(len(sentences)), limit))]
+    return out[0], out[1], [source]
 
 
 def load_tagged_data(cfg: DataConfig, seed: int = 42) -> TaskData:
@@ -350,10 +316,10 @@ def load_tagged_data(cfg: DataConfig, seed: int = 42) -> TaskData:
     for split_sentences, source in ((train, sources[0]), (evaluation or [], sources[-1])):
         check_tags(split_sentences, scheme, source)
     if evaluation is None:
-        train, evaluation = _carve(train, cfg, seed, sources[0])
+        train, evaluation = carve_rows(train, cfg, seed, sources[0], "sentences")
     log.info("data: tag scheme %s%s, read as IOB2", scheme.upper(), " (detected)" if cfg.tag_scheme == "auto" else "")
-    train = _sample(train, cfg.max_train_samples, seed)
-    evaluation = _sample(evaluation, cfg.max_eval_samples, seed)
+    train = [train[i] for i in sample_indices(len(train), cfg.max_train_samples, seed)]
+    evaluation = [evaluation[i] for i in sample_indices(len(evaluation), cfg.max_eval_samples, seed)]
     names = list(cfg.label_names) if cfg.label_names else tag_names(
         [Sentence(s.words, to_iob2(s.tags, scheme), s.line) for s in train])
     content = [sha256_file(Path(s)) if Path(s).is_file() else s for s in sources]

@@ -20,14 +20,13 @@ Python: no torch.
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 from typing import Any
 
 from edgedistill.core.config import DataConfig
-from edgedistill.core.errors import DataError, MissingDependencyError
+from edgedistill.core.errors import DataError
 from edgedistill.core.hashing import sha256_file, sha256_json
-from edgedistill.data.task_data import Split, TaskData, find_split_file
+from edgedistill.data.task_data import Split, TaskData, carve_rows, find_split_file, hub_splits, sample_indices
 from edgedistill.data.text_files import decode_lines, json_records
 
 STS_FIELDS = 7  # genre, file, year, id, score, sentence 1, sentence 2
@@ -99,46 +98,15 @@ def _local(path: Path, cfg: DataConfig, seed: int) -> tuple[Pairs, Pairs, list[s
     train = read_sts_file(train_file)
     if eval_file is not None:
         return train, read_sts_file(eval_file), [str(train_file), str(eval_file)]
-    order = list(range(len(train)))
-    random.Random(seed).shuffle(order)
-    n_eval = max(1, round(len(order) * cfg.eval_fraction))
-    if n_eval >= len(order):
-        raise DataError(f"{train_file}: {len(order)} pairs are too few to carve an eval split "
-                        f"(data.eval_fraction={cfg.eval_fraction}); give a separate dev file")
-    held = set(order[:n_eval])
-    return ([p for i, p in enumerate(train) if i not in held], [p for i, p in enumerate(train) if i in held],
-            [str(train_file)])
+    return (*carve_rows(train, cfg, seed, str(train_file), "pairs"), [str(train_file)])
 
 
 def _hub(dataset: str, cfg: DataConfig) -> tuple[Pairs, Pairs, list[str]]:
-    try:
-        import datasets
-    except ImportError:
-        raise MissingDependencyError(f"data {dataset!r} is not a local file or folder, and loading it from the hub "
-                                     "needs the 'datasets' package: pip install 'edgedistill[hub]'") from None
-    hub_id, _, subset = dataset.partition(":")
-    try:
-        loaded = datasets.load_dataset(hub_id, subset or None)
-    except Exception as exc:  # offline, unknown id, ...
-        raise DataError(f"could not load {dataset!r} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
-                        "offline, pass a local STS folder or file with --data") from None
-    out = []
-    for wanted in (cfg.train_split, cfg.eval_split):
-        if wanted not in loaded:
-            raise DataError(f"hub dataset {dataset!r} has no split {wanted!r}; it has: {', '.join(loaded)}")
-        table = loaded[wanted]
-        missing = [c for c in ("sentence1", "sentence2", "score") if c not in table.column_names]
-        if missing:
-            raise DataError(f"hub dataset {dataset!r}: no column {missing[0]!r}; columns: {table.column_names}")
-        out.append([(str(a), str(b), _score(s, f"{dataset}[{wanted}]", i))
-                    for i, (a, b, s) in enumerate(zip(table["sentence1"], table["sentence2"], table["score"]), 1)])
-    return out[0], out[1], [f"hub:{dataset}@{loaded[cfg.train_split]._fingerprint}"]
-
-
-def _sample(pairs: Pairs, limit: int | None, seed: int) -> Pairs:
-    if limit is None or limit >= len(pairs):
-        return pairs
-    return [pairs[i] for i in sorted(random.Random(seed).sample(range(len(pairs)), limit))]
+    train, evaluation, source = hub_splits(dataset, cfg, "STS", ("sentence1", "sentence2", "score"))
+    out = [[(str(a), str(b), _score(s, f"{dataset}[{name}]", i))
+            for i, (a, b, s) in enumerate(zip(table["sentence1"], table["sentence2"], table["score"]), 1)]
+           for name, table in ((cfg.train_split, train), (cfg.eval_split, evaluation))]
+    return out[0], out[1], [source]
 
 
 def load_sts_data(cfg: DataConfig, seed: int = 42) -> TaskData:
@@ -150,8 +118,8 @@ def load_sts_data(cfg: DataConfig, seed: int = 42) -> TaskData:
         raise DataError(f"data path {cfg.dataset} does not exist")
     else:
         train, evaluation, sources = _hub(cfg.dataset, cfg)
-    train = _sample(train, cfg.max_train_samples, seed)
-    evaluation = _sample(evaluation, cfg.max_eval_samples, seed)
+    train = [train[i] for i in sample_indices(len(train), cfg.max_train_samples, seed)]
+    evaluation = [evaluation[i] for i in sample_indices(len(evaluation), cfg.max_eval_samples, seed)]
     content = [sha256_file(Path(s)) if Path(s).is_file() else s for s in sources]
     settings = cfg.model_dump(include={"train_split", "eval_split", "eval_fraction", "max_train_samples",
                                        "max_eval_samples"})

@@ -226,6 +226,47 @@ def find_split_file(folder: Path, names: Sequence[str]) -> Path | None:
     return None
 
 
+def hub_splits(dataset: str, cfg: DataConfig, kind: str, columns: Sequence[str]) -> tuple[Any, Any, str]:
+    """The train and eval tables (``data.train_split`` / ``eval_split``) of a hub dataset id (``name`` or
+    ``name:subset``) that has ``columns``, and its source line; one-line errors for a missing ``datasets``
+    package, a dataset that cannot be loaded (offline: pass a local ``kind`` with --data), a missing split or
+    column."""
+    try:
+        import datasets
+    except ImportError:
+        raise MissingDependencyError(f"data {dataset!r} is not a local file or folder, and loading it from the hub "
+                                     "needs the 'datasets' package: pip install 'edgedistill[hub]'") from None
+    hub_id, _, subset = dataset.partition(":")
+    try:
+        loaded = datasets.load_dataset(hub_id, subset or None)
+    except Exception as exc:  # offline, unknown id, ...
+        raise DataError(f"could not load {dataset!r} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
+                        f"offline, pass a local {kind} folder or file with --data") from None
+    tables = []
+    for wanted in (cfg.train_split, cfg.eval_split):
+        if wanted not in loaded:
+            raise DataError(f"hub dataset {dataset!r} has no split {wanted!r}; it has: {', '.join(loaded)}")
+        missing = [c for c in columns if c not in loaded[wanted].column_names]
+        if missing:
+            raise DataError(f"hub dataset {dataset!r}: no column {missing[0]!r} (a {kind} split needs "
+                            f"{', '.join(columns)}); columns: {loaded[wanted].column_names}")
+        tables.append(loaded[wanted])
+    return tables[0], tables[1], f"hub:{dataset}@{tables[0]._fingerprint}"
+
+
+def carve_rows(rows: list[Any], cfg: DataConfig, seed: int, source: str, unit: str) -> tuple[list[Any], list[Any]]:
+    """A seeded ``data.eval_fraction`` of ``rows`` held out as the eval split (for data with no eval file): the
+    rest and the held-out rows, each in file order."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(len(order) * cfg.eval_fraction))
+    if n_eval >= len(order):
+        raise DataError(f"{source}: {len(order)} {unit} are too few to carve an eval split "
+                        f"(data.eval_fraction={cfg.eval_fraction}); give a separate eval file")
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
 def _resolve_alias(name: str) -> Path | None:
     """The local folder for an alias such as ``sst2``, from $EDGEDISTILL_DATA_DIR, if any."""
     root = os.environ.get(DATA_DIR_ENV)
@@ -325,10 +366,15 @@ def _load_hub(dataset: str, cfg: DataConfig) -> tuple[Split, Split, list[str], l
     )
 
 
+def sample_indices(n: int, limit: int | None, seed: int) -> list[int]:
+    """A seeded sample of at most ``limit`` of ``n`` rows (``max_*_samples``), in file order; all when None."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), limit))
+
+
 def _sample(split: Split, limit: int | None, seed: int) -> Split:
-    if limit is None or limit >= len(split):
-        return split
-    return split.subset(sorted(random.Random(seed).sample(range(len(split)), limit)))
+    return split if limit is None or limit >= len(split) else split.subset(sample_indices(len(split), limit, seed))
 
 
 def load_task_data(cfg: DataConfig, seed: int = 42) -> TaskData:

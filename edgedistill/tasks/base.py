@@ -121,6 +121,8 @@ class Task(ABC):
     # How its teacher and students are trained (edgedistill.training.common.RECIPES): "logits" (a fine-tuned
     # teacher's soft targets with the Trainer) or "embedding" (a teacher's vectors, learnt on unlabelled text).
     recipe: str = "logits"
+    default_tolerances: dict[str, Any] = {}  # the gate's bounds by precision (``Tolerance`` objects)
+    reduced_tolerance: Any = None  # the bounds of any reduced precision without its own
 
     # -- data ---------------------------------------------------------------------------------------
 
@@ -202,9 +204,11 @@ class Task(ABC):
     def export_module(self, model: Any, output_name: str | None, sep_token_id: int | None) -> Any:
         """``(input_ids, attention_mask) -> output`` around a loaded model, for tracing and conversion."""
 
-    @abstractmethod
     def tolerance(self, precision: str, override: Any) -> Any:
-        """The precision's default gate (a ``Tolerance``), with the values the target sets in their place."""
+        """The precision's default gate (``default_tolerances``, else ``reduced_tolerance``: ``Tolerance``
+        objects), with the values the target sets in their place."""
+        base = self.default_tolerances.get(precision, self.reduced_tolerance)
+        return base.model_copy(update=override.model_dump(exclude_none=True))
 
     @abstractmethod
     def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Any,

@@ -47,6 +47,8 @@ class ClassificationTask(Task):
     # The head reads the [CLS] row alone: an exporter may compute the last layer for that row only.
     reads_first_row_only = True
     head_linear_layers = 2  # DistilBERT's pre-classifier and classifier; BERT's pooler dense and classifier
+    default_tolerances = DEFAULT_TOLERANCES
+    reduced_tolerance = REDUCED_DEFAULT
 
     # -- data ---------------------------------------------------------------------------------------
 
@@ -144,10 +146,6 @@ class ClassificationTask(Task):
     def export_module(self, model: Any, output_name: str | None, sep_token_id: int | None) -> Any:
         """``(input_ids, attention_mask) -> logits`` around a classifier (:func:`logits_only`)."""
         return logits_only(model, output_name, sep_token_id)
-
-    def tolerance(self, precision: str, override: Tolerance) -> Tolerance:
-        base = DEFAULT_TOLERANCES.get(precision, REDUCED_DEFAULT)
-        return base.model_copy(update=override.model_dump(exclude_none=True))
 
     def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Tolerance,
               label_names: list[str] | None = None) -> GateReport:

@@ -47,6 +47,8 @@ class EmbeddingTask(Task):
     architecture_suffix = "Model"
     reads_first_row_only = False  # mean pooling reads every row
     head_linear_layers = 0
+    default_tolerances = DEFAULT_TOLERANCES
+    reduced_tolerance = REDUCED_DEFAULT
     recipe = "embedding"
 
     # -- data ---------------------------------------------------------------------------------------
@@ -121,10 +123,6 @@ class EmbeddingTask(Task):
 
     def export_module(self, model: Any, output_name: str | None, sep_token_id: int | None) -> Any:
         return embedding_module(model, output_name)
-
-    def tolerance(self, precision: str, override: Tolerance) -> Tolerance:
-        base = DEFAULT_TOLERANCES.get(precision, REDUCED_DEFAULT)
-        return base.model_copy(update=override.model_dump(exclude_none=True))
 
     def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Tolerance,
               label_names: list[str] | None = None) -> GateReport:

@@ -89,6 +89,8 @@ class TokenClassificationTask(Task):
     reads_first_row_only = False  # every token's row is an output
     outputs_per_token = True
     head_linear_layers = 1  # the classifier on each token
+    default_tolerances = DEFAULT_TOLERANCES
+    reduced_tolerance = REDUCED_DEFAULT
 
     # -- data ---------------------------------------------------------------------------------------
 
@@ -194,10 +196,6 @@ class TokenClassificationTask(Task):
         from edgedistill.tasks.classification import logits_only
 
         return logits_only(model, output_name, sep_token_id)
-
-    def tolerance(self, precision: str, override: Tolerance) -> Tolerance:
-        base = DEFAULT_TOLERANCES.get(precision, REDUCED_DEFAULT)
-        return base.model_copy(update=override.model_dump(exclude_none=True))
 
     def judge(self, reference: np.ndarray, output: np.ndarray, labels: np.ndarray, tolerance: Tolerance,
               label_names: list[str] | None = None) -> GateReport:
