@@ -31,6 +31,7 @@ from typing import Any
 from edgedistill.core.config import DataConfig
 from edgedistill.core.errors import DataError
 from edgedistill.core.hashing import sha256_file, sha256_json
+from edgedistill.data.encoding import encode
 from edgedistill.data.task_data import Split, TaskData, carve_rows, hub_splits, sample_indices
 from edgedistill.data.text_files import decode_lines, json_records
 
@@ -214,11 +215,9 @@ class WordSplit(Split):
         return out
 
     def features(self, tokenizer: Any, max_length: int, *, with_token_type_ids: bool = False) -> list[dict]:
-        encoded = tokenizer(self.texts, truncation=True, max_length=max_length,
-                            return_token_type_ids=with_token_type_ids)
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
-        labels = self.token_labels(tokenizer, max_length)
-        return [{**{k: encoded[k][i] for k in keys}, "labels": labels[i]} for i in range(len(self))]
+        """The rows encoded as every task's are (:func:`~edgedistill.data.encoding.encode`), labels on tokens."""
+        return encode(self.texts, None, self.token_labels(tokenizer, max_length), tokenizer, max_length,
+                      with_token_type_ids=with_token_type_ids)
 
     def subset(self, indices: Any) -> WordSplit:
         return WordSplit(self.name, [self.texts[i] for i in indices], [self.labels[i] for i in indices], None,
