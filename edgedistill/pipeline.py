@@ -45,6 +45,10 @@ def run_pipeline(config: Config, *, only: str | None = None, start: str | None =
 
     stages = select_stages(only, start)
     targets = resolve_targets(config)  # fail on a bad target before hours of training
+    if {"teacher", "distill"} & set(stages):
+        from edgedistill.core.support import check_supported
+
+        check_supported(config, [target.backend for target in targets])  # and on a family a backend cannot take
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(workdir)

@@ -142,6 +142,9 @@ class DistillConfig(TrainingRecipe):
     layers: int = Field(3, ge=1)
     layer_map: list[int] | None = None
     hidden_size: int | None = Field(None, ge=8)
+    # The student's architecture: auto (DistilBERT where the teacher's layers map onto it exactly, else the
+    # teacher's own class with fewer layers: edgedistill.core.families), distilbert or teacher.
+    student_architecture: Literal["auto", "distilbert", "teacher"] = "auto"
     align: Literal["last", "uniform"] = "last"
     # Where the student's layers are copied from: the fine-tuned teacher ("teacher", DistilBERT-style: the
     # task is already in them) or the checkpoint the teacher was fine-tuned from ("pretrained").

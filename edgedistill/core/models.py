@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.core.errors import ModelError
+from edgedistill.core.families import FAMILIES
 from edgedistill.core.hashing import sha256_json, sha256_tree
 
 PACKAGED_PREFIX = "packaged:"
@@ -67,9 +68,9 @@ def load_model_config(source: ModelSource) -> Any:
     except (OSError, ValueError) as exc:
         where = "folder" if source.is_local else "hub id"
         raise ModelError(f"cannot read the model config of {where} {source.reference}: {exc}") from None
-    if config.model_type not in BERT_FAMILY:
+    if config.model_type not in FAMILIES:
         raise ModelError(
             f"{source.reference} is a {config.model_type!r} model; edgedistill handles BERT-family "
-            f"encoders: {', '.join(BERT_FAMILY)}"
+            f"encoders: {', '.join(FAMILIES)}"
         )
     return config

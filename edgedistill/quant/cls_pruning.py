@@ -18,6 +18,7 @@ classifier export, not an encoder export. Imports torch: exporters import this m
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from torch import nn
 from edgedistill.core.errors import ExportError
 from edgedistill.tasks import task_of_model
 from edgedistill.tasks.base import Task
+
+log = logging.getLogger(__name__)
 
 # Agreement of the pruned model with the original on the self-check batch (float32 logits).
 SELF_CHECK_ATOL = 1e-4
@@ -52,10 +55,17 @@ def traced_module(model_dir: str | Path, model: Any, task: Task, output_name: st
 
 
 def prune_last_layer_to_cls(model: Any) -> Any:
-    """A copy of ``model`` whose last encoder layer computes the ``[CLS]`` row only.
+    """A copy of ``model`` whose last encoder layer computes the ``[CLS]`` row only; ``model`` itself for a family
+    whose layer the rewrite does not know (DeBERTa-v2, MPNet, ALBERT, MobileBERT: the full graph, logged).
 
-    Raises :class:`ExportError` for layouts it does not know, naming the option that turns it off.
+    Raises :class:`ExportError` for a layout it should know and does not find, naming the option that turns it off.
     """
+    from edgedistill.core.families import family_of
+
+    family = family_of(model.config.model_type)
+    if not family.cls_only_rewrite:
+        log.info("[CLS]-only last layer: not for %s layers; the full graph is exported", family.title)
+        return model
     pruned = copy.deepcopy(model).eval()
     layers, block_type = _encoder_layers(pruned)
     layers[-1] = block_type(layers[-1])

@@ -76,12 +76,18 @@ class ClassificationTask(Task):
         return DistilBertForSequenceClassification(student_config)
 
     def copy_head(self, student: Any, teacher: Any) -> None:
-        """Warm start for the student's head: BERT's pooler dense layer feeds DistilBERT's pre-classifier
-        (ReLU there instead of tanh, so a starting point, not the same function); the classifier is copied."""
+        """Warm start for the student's head: the teacher's dense layer on the first token (BERT's pooler; the
+        ``classifier.dense`` of RoBERTa's and ELECTRA's heads) feeds DistilBERT's pre-classifier (ReLU there
+        instead of tanh / GELU, so a starting point, not the same function); the output layer is copied."""
+        head = teacher.classifier
+        if hasattr(head, "out_proj"):  # RoBERTa / XLM-R / CamemBERT / ELECTRA: dense -> out_proj on <s>
+            student.pre_classifier.load_state_dict(head.dense.state_dict())
+            student.classifier.load_state_dict(head.out_proj.state_dict())
+            return
         base = getattr(teacher, teacher.base_model_prefix)
         if getattr(base, "pooler", None) is not None:
             student.pre_classifier.load_state_dict(base.pooler.dense.state_dict())
-        student.classifier.load_state_dict(teacher.classifier.state_dict())
+        student.classifier.load_state_dict(head.state_dict())
 
     def output_names(self) -> tuple[str, ...]:
         return ("logits",)

@@ -258,6 +258,8 @@ def run_distill(config: Config, teacher: TeacherResult, data: TaskData, *, force
         inputs = {"teacher": teacher_hash, "data": data.fingerprint, "max_length": config.data.max_length,
                   "layers": d.layers, "layer_map": d.layer_map or "first, last, evenly between",
                   "hidden_size": d.hidden_size, "seed": config.seed, "recipe": "embedding"}
+        if d.student_architecture != "auto":  # auto decides from the teacher, which the key already holds
+            inputs["student_architecture"] = d.student_architecture
         if role == "student":
             schedule = d.model_dump(include={"epochs", "learning_rate", "weight_decay", "warmup_ratio", "batch_size",
                                              "alpha_embedding", "alpha_cos", "alpha_mse"})
@@ -283,6 +285,7 @@ def _build_student(config: Config, role: str, teacher: TeacherResult, data: Task
     import torch
     from transformers import AutoTokenizer, set_seed
 
+    from edgedistill.core.families import family_of
     from edgedistill.tasks.embedding import embedding_module, pooling_of
     from edgedistill.training.distill.student import build_student, ends_layer_map
 
@@ -294,9 +297,10 @@ def _build_student(config: Config, role: str, teacher: TeacherResult, data: Task
     teacher_model = task.load_model(teacher.path).eval()
     pooling = pooling_of(teacher_model)
     chosen = d.layer_map
-    if chosen is None and d.hidden_size in (None, teacher_model.config.hidden_size):
+    if chosen is None and d.hidden_size in (None, teacher_model.config.hidden_size) \
+            and family_of(teacher_model.config.model_type).layer_list is not None:  # not ALBERT's shared layer
         chosen = ends_layer_map(teacher_model.config.num_hidden_layers, d.layers)
-    student, layer_map = build_student(teacher_model, d.layers, chosen, d.hidden_size)
+    student, layer_map = build_student(teacher_model, d.layers, chosen, d.hidden_size, d.student_architecture)
     log.info("%s: %s, %d layers, %.1fM parameters, init from %s", role, type(student).__name__, d.layers,
              sum(p.numel() for p in student.parameters()) / 1e6,
              f"teacher layers {layer_map}" if layer_map else "random (narrower than the teacher)")

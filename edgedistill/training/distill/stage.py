@@ -113,6 +113,8 @@ def _recipe_inputs(config: Config) -> dict[str, Any]:
     for key in ("alpha_mse", "alpha_att", "intermediate_epochs"):  # added later: at 0 they leave the keys
         if not recipe[key]:  # of earlier students as they were
             del recipe[key]
+    if recipe["student_architecture"] == "auto":  # auto decides from the teacher, which the key already holds
+        del recipe["student_architecture"]
     if recipe.get("alpha_att"):  # earlier students' attention loss read the probabilities after dropout
         recipe["attention_loss_on"] = "probabilities before dropout"
     return recipe
@@ -177,10 +179,11 @@ def _initial_student(config: Config, role: str, teacher: Any, teacher_dir: Path,
         pretrained = get_task(config.task).load_model(source.location, local_files_only=source.is_local,
                                                       ignore_mismatched_sizes=True,
                                                       **get_task(config.task).head_settings(data.label_names))
-        student, layer_map = build_student(pretrained, d.layers, d.layer_map, d.hidden_size)
+        student, layer_map = build_student(pretrained, d.layers, d.layer_map, d.hidden_size,
+                                           d.student_architecture)
         return student, layer_map, (f"layers {layer_map} of {reference} (before fine-tuning)" if layer_map
                                     else "random (narrower than the teacher)")
-    student, layer_map = build_student(teacher, d.layers, d.layer_map, d.hidden_size)
+    student, layer_map = build_student(teacher, d.layers, d.layer_map, d.hidden_size, d.student_architecture)
     return student, layer_map, f"teacher layers {layer_map}" if layer_map else "random (narrower than the teacher)"
 
 

@@ -1,23 +1,35 @@
-"""Build the DistilBERT-style student and initialise it from the teacher, as the DistilBERT paper does.
+"""Build the student and initialise it from the teacher's own layers, as the DistilBERT paper does.
 
-The student is a DistilBERT model of the teacher's task (its class and head come from the task,
-:meth:`edgedistill.tasks.base.Task.student_model`) with the teacher's hidden size. Its embeddings
-are the teacher's (with the type-0 token-type embedding folded into the word embeddings, since DistilBERT
-has no token types), and student layer ``i`` is a copy of teacher layer ``layer_map[i]``. BERT and
-DistilBERT layers are the same computation (post-LayerNorm attention + GELU feed-forward) under other
-names, so with an identity map the student reproduces the teacher's hidden states exactly.
+Two architectures (:mod:`edgedistill.core.families` chooses, per teacher, and says why):
+
+* a DistilBERT model of the teacher's task (its class and head from the task,
+  :meth:`edgedistill.tasks.base.Task.student_model`) with the teacher's hidden size: the teacher's embeddings
+  (the type-0 token-type vector folded into the word embeddings, since DistilBERT has no token types; a
+  RoBERTa-type position table shifted past its padding index) and student layer ``i`` a copy of teacher layer
+  ``layer_map[i]``. BERT / RoBERTa / ELECTRA layers and DistilBERT's are the same computation under other names;
+  with an identity map and DistilBERT's layer-norm epsilon the student reproduces the teacher's hidden states.
+* the teacher's own class with fewer layers: every weight outside the layer list copied as it is (embeddings,
+  DeBERTa's relative embeddings, MPNet's relative bias, the head), layer ``i`` from teacher layer
+  ``layer_map[i]``; ALBERT's one shared layer simply runs fewer times.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import re
 from typing import Any
 
 import torch
 from torch import nn
 
 from edgedistill.core.errors import ModelError
+from edgedistill.core.families import (family_of, longest_sequence, positions_before_first_token,
+                                       student_architecture)
 from edgedistill.tasks import task_of_instance
 from edgedistill.tasks.base import Task
+
+log = logging.getLogger(__name__)
 
 # Teacher (BERT layout) parameter name -> student (DistilBERT layout) name, within one layer.
 _LAYER_NAMES = {
@@ -30,7 +42,6 @@ _LAYER_NAMES = {
     "output.dense": "ffn.lin2",
     "output.LayerNorm": "output_layer_norm",
 }
-_MAPPABLE_TYPES = ("bert",)
 
 
 def default_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
@@ -75,7 +86,7 @@ def student_config(teacher_config: Any, n_layers: int, hidden_size: int | None =
         heads = max(h for h in range(1, heads + 1) if dim % h == 0)
     return DistilBertConfig(
         vocab_size=teacher_config.vocab_size,
-        max_position_embeddings=teacher_config.max_position_embeddings,
+        max_position_embeddings=longest_sequence(teacher_config),
         dim=dim,
         hidden_dim=int(dim * ratio),
         n_layers=n_layers,
@@ -89,13 +100,11 @@ def student_config(teacher_config: Any, n_layers: int, hidden_size: int | None =
 
 @torch.no_grad()
 def init_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: list[int], task: Task) -> None:
-    """Copy embeddings, mapped layers and (as the task says) the head from a BERT teacher into a same-width
-    student."""
-    if teacher.config.model_type not in _MAPPABLE_TYPES:
-        raise ModelError(
-            f"initialising a student from a {teacher.config.model_type!r} teacher is not supported "
-            f"(supported: {', '.join(_MAPPABLE_TYPES)}); give distill.student a checkpoint instead"
-        )
+    """Copy embeddings, mapped layers and (as the task says) the head from a BERT-layout teacher (BERT,
+    RoBERTa, XLM-R, CamemBERT, ELECTRA without an embedding projection) into a same-width DistilBERT student."""
+    if not family_of(teacher.config.model_type).distilbert_layers:
+        raise ModelError(f"a DistilBERT student cannot copy {teacher.config.model_type!r} layers; "
+                         "set distill.student_architecture to auto or teacher")
     if student.config.dim != teacher.config.hidden_size:
         raise ModelError("teacher initialisation needs the teacher's hidden size; "
                          "a smaller student is initialised randomly")
@@ -104,7 +113,8 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: list[in
     # DistilBERT has no token types: fold the type-0 vector (what every single-sentence token gets)
     # into the word embeddings so the embedding output is unchanged.
     s_emb.word_embeddings.weight.copy_(t_emb.word_embeddings.weight + t_emb.token_type_embeddings.weight[0])
-    s_emb.position_embeddings.weight.copy_(t_emb.position_embeddings.weight)
+    offset = positions_before_first_token(teacher.config)
+    s_emb.position_embeddings.weight.copy_(t_emb.position_embeddings.weight[offset:])
     s_emb.LayerNorm.load_state_dict(t_emb.LayerNorm.state_dict())
     t_layers, s_layers = teacher.base_model.encoder.layer, student.base_model.transformer.layer
     for s_index, t_index in enumerate(layer_map):
@@ -114,19 +124,55 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: list[in
     task.copy_head(student, teacher)
 
 
+@torch.no_grad()
+def truncated_teacher(teacher: nn.Module, layer_map: list[int]) -> nn.Module:
+    """The teacher's own class with ``len(layer_map)`` layers, layer ``i`` a copy of teacher layer
+    ``layer_map[i]`` and every other weight (embeddings, relative-position tables, head) the teacher's."""
+    family = family_of(teacher.config.model_type)
+    check_layer_map(layer_map, teacher.config.num_hidden_layers)
+    if family.layer_list is None and layer_map != list(range(len(layer_map))):
+        raise ModelError(f"an {family.title} teacher runs one shared layer {teacher.config.num_hidden_layers} "
+                         f"times: its student runs it {len(layer_map)} times (layer map "
+                         f"{list(range(len(layer_map)))}); drop distill.layer_map {layer_map}")
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = len(layer_map)
+    student = type(teacher)(config)
+    state = teacher.state_dict()
+    if family.layer_list is not None:
+        layers = teacher.base_model.get_submodule(family.layer_list)
+        prefix = next(name for name, module in teacher.named_modules() if module is layers) + "."
+        pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+
+        def teacher_key(key: str) -> str:
+            return pattern.sub(lambda m: f"{prefix}{layer_map[int(m.group(1))]}.", key, count=1)
+
+        state = {key: state[teacher_key(key)] for key in student.state_dict()}
+    student.load_state_dict(state, strict=True)
+    return student
+
+
 def build_student(teacher: nn.Module, n_layers: int, layer_map: list[int] | None = None,
-                  hidden_size: int | None = None) -> tuple[nn.Module, list[int] | None]:
-    """A new DistilBERT student of the teacher's task: teacher-initialised at the teacher's width, random when
+                  hidden_size: int | None = None, architecture: str = "auto") -> tuple[nn.Module, list[int] | None]:
+    """A new student of the teacher's task: teacher-initialised at the teacher's width (a DistilBERT model or the
+    teacher's own class, :func:`edgedistill.core.families.student_architecture`), a random DistilBERT one when
     narrower."""
     task = task_of_instance(teacher)
-    student = task.student_model(student_config(teacher.config, n_layers, hidden_size), teacher.config)
-    if hidden_size is not None and hidden_size != teacher.config.hidden_size:
+    narrower = hidden_size is not None and hidden_size != teacher.config.hidden_size
+    chosen, why = student_architecture(teacher.config, architecture, narrower)
+    log.info("student architecture: %s", why)
+    if narrower:
         if layer_map is not None:
             raise ModelError(f"distill.layer_map copies teacher layers, which needs the teacher's width "
                              f"{teacher.config.hidden_size}; a student of hidden size {hidden_size} starts random: "
                              "drop layer_map or hidden_size")
-        return student, None
-    layer_map = layer_map or default_layer_map(teacher.config.num_hidden_layers, n_layers)
+        return task.student_model(student_config(teacher.config, n_layers, hidden_size), teacher.config), None
+    if layer_map is None:
+        shared = family_of(teacher.config.model_type).layer_list is None
+        layer_map = list(range(n_layers)) if shared else default_layer_map(teacher.config.num_hidden_layers,
+                                                                              n_layers)
+    if chosen == "teacher":
+        return truncated_teacher(teacher, layer_map), layer_map
+    student = task.student_model(student_config(teacher.config, n_layers), teacher.config)
     init_from_teacher(student, teacher, layer_map, task)
     return student, layer_map
 

@@ -52,10 +52,12 @@ class DistillationTrainer(Trainer):
                      num_items_in_batch: Any = None) -> Any:
         labels = inputs.pop("labels")
         cached_logits = inputs.pop("teacher_logits", None)
-        token_type_ids = inputs.pop("token_type_ids", None)  # the teacher's alone: DistilBERT has none
+        token_type_ids = inputs.pop("token_type_ids", None)  # DistilBERT has none; a teacher-class student may
+        student_types = {"token_type_ids": token_type_ids} if self._student_takes_types(model) else {}
         want_hidden = bool(self.weights.uses_hidden_states and self.layer_pairs)
         want_attention = bool(self.weights.alpha_att and self.layer_pairs)
-        outputs = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attention)
+        outputs = model(**inputs, **student_types, output_hidden_states=want_hidden,
+                        output_attentions=want_attention)
         teacher_logits, teacher_hidden, teacher_attention = cached_logits, None, None
         needs_teacher = (self.weights.alpha_kd and cached_logits is None) or want_hidden or want_attention
         if needs_teacher:
@@ -80,6 +82,15 @@ class DistillationTrainer(Trainer):
         for name, value in parts.items():
             self._loss_parts.setdefault(name, []).append(value)
         return (loss, outputs) if return_outputs else loss
+
+    @staticmethod
+    def _student_takes_types(model: nn.Module) -> bool:
+        """The student embeds token types (a teacher-class student of BERT, ELECTRA, ALBERT...)."""
+        import inspect
+
+        student = getattr(model, "module", model).student
+        return getattr(student.config, "type_vocab_size", 0) >= 2 and \
+            "token_type_ids" in inspect.signature(student.forward).parameters
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add the mean of each loss term since the last log to the Trainer's own log line."""
