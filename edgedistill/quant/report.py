@@ -134,14 +134,16 @@ class MatmulWork:
     arithmetic: str  # "int8" (weights and activations, fixed scales) | "dynamic-int8" | "int16" | "float"
 
 
-def coverage(work: list[MatmulWork], float_op_types: set[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The record stored in ``artifact.json`` (``structure.integer``) and shown in reports."""
+def coverage(work: list[MatmulWork], float_op_types: set[str], extra: dict[str, Any] | None = None,
+             seq: int = COVERAGE_SEQ) -> dict[str, Any]:
+    """The record stored in ``artifact.json`` (``structure.integer``) and shown in reports; ``seq``: the tokens the
+    shapes were taken at (fewer than COVERAGE_SEQ for a model whose positions stop earlier)."""
     total = sum(w.macs for w in work)
     by_kind: dict[str, int] = {}
     for item in work:
         by_kind[item.arithmetic] = by_kind.get(item.arithmetic, 0) + item.macs
     return {
-        "shape": [1, COVERAGE_SEQ],
+        "shape": [1, seq],
         "matmul_macs": total,
         "int8_mac_fraction": round(by_kind.get("int8", 0) / total, 4) if total else 0.0,
         "mac_fraction_by_arithmetic": {k: round(v / total, 4) for k, v in sorted(by_kind.items())} if total else {},

@@ -33,8 +33,10 @@ an emulation of Core ML's arithmetic, good for agreement and accuracy, never for
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,8 @@ from edgedistill.data.encoding import at_width, bucket_feed, bucket_for, pad_to
 from edgedistill.core.errors import ConfigError, ExportError, ModelError
 from edgedistill.core.registry import FORMATS
 from edgedistill.core.target_options import COREML_ACTIVATION_OPS, CoreMLOptions, target_options
+
+FP16_MAX = float(np.finfo(np.float16).max)
 
 if TYPE_CHECKING:
     from edgedistill.quant.outlier_split import Plan
@@ -125,8 +129,9 @@ class CoreMLBackend:
             shape: Any = ct.EnumeratedShapes(shapes=[(1, b) for b in buckets], default=(1, buckets[-1]))
         else:
             shape = (1, ct.RangeDim(lower_bound=1, upper_bound=buckets[-1], default=buckets[-1]))
+        _register_torch_op_fixes()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _plain_python_relative_positions():
                 traced = torch.jit.trace(model, sample)
             return ct.convert(
                 traced,
@@ -135,7 +140,8 @@ class CoreMLBackend:
                 outputs=[ct.TensorType(name, dtype=np.float32) for name in task.output_names()],
                 convert_to="mlprogram",
                 minimum_deployment_target=getattr(ct.target, options.deployment_target),
-                compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+                compute_precision=ct.precision.FLOAT32 if precision == "fp32" else
+                ct.transform.FP16ComputePrecision(op_selector=_fp16_safe),
             )
         except Exception as exc:  # tracing and conversion raise many types; all mean "did not convert"
             raise ExportError(f"coremltools could not convert {model_dir}: {type(exc).__name__}: {exc}") from None
@@ -185,6 +191,69 @@ class CoreMLBackend:
         metadata["edgedistill.precision"] = target.precision
         metadata["edgedistill.label_names"] = json.dumps(labels)
         metadata["edgedistill.source_sha256"] = source_hash(model_dir)
+
+
+def _fp16_safe(op: Any) -> bool:
+    """Whether an op of an fp16 program computes in fp16: not ``log`` (its default epsilon, 1e-45, is 0 in fp16:
+    MPNet's relative-position buckets would take log(0)), and not a ``mul`` by a constant beyond fp16's range (MPNet
+    builds its attention mask as ``(1 - mask) * float32 min``: in fp16 that constant is -inf and 0 * -inf is NaN on
+    every real token). A ``select`` of such a constant (BERT's and DistilBERT's masks) stays fp16: -inf is a fine
+    mask there, and those programs convert exactly as with ``ct.precision.FLOAT16``."""
+    if op.op_type == "log":
+        return False
+    if op.op_type != "mul":
+        return True
+    for var in op.inputs.values():
+        value = getattr(var, "val", None)
+        if value is not None and np.issubdtype(np.asarray(value).dtype, np.floating) and np.size(value) \
+                and float(np.max(np.abs(value))) > FP16_MAX:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _plain_python_relative_positions() -> Iterator[None]:
+    """While tracing: DeBERTa-v2's ``build_rpos`` as plain Python instead of the ``torch.jit.script`` function
+    transformers ships. Scripted, its "keys as many as queries?" test stays in the trace as an ``if`` whose two
+    branches return different shapes, which coremltools cannot convert; in plain Python the trace keeps the branch
+    an encoder always takes (self-attention: as many keys as queries)."""
+    import sys
+
+    module = sys.modules.get("transformers.models.deberta_v2.modeling_deberta_v2")
+    if module is None:
+        yield
+        return
+    scripted = module.build_rpos
+
+    def build_rpos(query_layer: Any, key_layer: Any, relative_pos: Any, position_buckets: int,
+                   max_relative_positions: int) -> Any:
+        if key_layer.size(-2) != query_layer.size(-2):
+            return module.build_relative_position(key_layer, key_layer, bucket_size=position_buckets,
+                                                  max_position=max_relative_positions)
+        return relative_pos
+
+    module.build_rpos = build_rpos
+    try:
+        yield
+    finally:
+        module.build_rpos = scripted
+
+
+def _register_torch_op_fixes() -> None:
+    """coremltools 9 converts torch's ``sqrt`` of an integer tensor to MIL ``sqrt`` on int32, which MIL refuses
+    (DeBERTa-v2 takes the square root of a head size traced as an integer); torch's ``sqrt`` of an integer is
+    float, so the override casts first. Same op, same result for every float input."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
+    from coremltools.converters.mil.mil import types
+
+    @register_torch_op(override=True)
+    def sqrt(context: Any, node: Any) -> None:
+        (x,) = _get_inputs(context, node, expected=1)
+        if not types.is_float(x.dtype):
+            x = mb.cast(x=x, dtype="fp32")
+        context.add(mb.sqrt(x=x, name=node.name))
 
 
 def _quantize_activations(mlmodel: Any, model_dir: Path, options: CoreMLOptions, calibration: Calibration) -> Any:

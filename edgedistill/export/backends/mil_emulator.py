@@ -59,9 +59,17 @@ for _name, _fn in _BINARY.items():
 
 _UNARY = {"tanh": np.tanh, "exp": np.exp, "sqrt": np.sqrt, "rsqrt": lambda x: 1.0 / np.sqrt(x),
           "relu": lambda x: np.maximum(x, 0), "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
-          "logical_not": np.logical_not, "abs": np.abs, "square": np.square}
+          "logical_not": np.logical_not, "abs": np.abs, "square": np.square, "ceil": np.ceil, "floor": np.floor,
+          "sign": np.sign}
 for _name, _fn in _UNARY.items():
     rule(_name)(lambda a, _fn=_fn: _fn(_f32(a["x"])))
+
+
+@rule("log")
+def _log(a: dict[str, Any]) -> np.ndarray:
+    """``log(x + epsilon)`` (MPNet's relative-position buckets)."""
+    x = _f32(a["x"])
+    return np.log(x + np.asarray(a.get("epsilon", 1e-45), dtype=x.dtype))
 
 
 @rule("erf")
@@ -147,6 +155,14 @@ def _gather(a: dict[str, Any]) -> np.ndarray:
     if int(a.get("batch_dims", 0)) != 0:
         raise UnsupportedOpError("gather with batch_dims != 0 has no emulation rule")
     return np.take(a["x"], np.asarray(a["indices"]).astype(np.int64), axis=int(a["axis"]))
+
+
+@rule("gather_along_axis")
+def _gather_along_axis(a: dict[str, Any]) -> np.ndarray:
+    """DeBERTa's disentangled attention reads its relative-position scores by index along the last axis."""
+    x, indices, axis = np.asarray(a["x"]), np.asarray(a["indices"]).astype(np.int64), int(a.get("axis", 0))
+    indices = np.where(indices < 0, indices + x.shape[axis], indices)
+    return np.take_along_axis(x, indices, axis=axis)
 
 
 @rule("slice_by_index")
@@ -268,6 +284,33 @@ _REDUCE = {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max, "
 for _name, _fn in _REDUCE.items():
     rule(_name)(lambda a, _fn=_fn: _fn(_f32(a["x"]), axis=None if a.get("axes") is None else
                                        tuple(int(i) for i in a["axes"]), keepdims=bool(a.get("keep_dims", False))))
+
+
+# --- constructed tensors (MPNet's relative positions, MobileBERT's trigram embedding) ----------------------
+@rule("fill")
+def _fill(a: dict[str, Any]) -> np.ndarray:
+    return np.full([int(d) for d in a["shape"]], a.get("value", 0.0))
+
+
+@rule("fill_like")
+def _fill_like(a: dict[str, Any]) -> np.ndarray:
+    return np.full(np.shape(a["ref_tensor"]), a.get("value", 0.0))
+
+
+@rule("range_1d")
+def _range_1d(a: dict[str, Any]) -> np.ndarray:
+    return np.arange(a["start"], a["end"], a["step"])
+
+
+@rule("pad")
+def _pad(a: dict[str, Any]) -> np.ndarray:
+    """The last ``len(pad) / 2`` axes padded before and after; MIL's ``replicate`` is numpy's ``edge``."""
+    x, pad = np.asarray(a["x"]), [int(p) for p in a["pad"]]
+    widths = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[i], pad[i + 1]) for i in range(0, len(pad), 2)]
+    mode = str(a.get("mode", "constant"))
+    if mode == "constant":
+        return np.pad(x, widths, mode="constant", constant_values=a.get("constant_val", 0.0))
+    return np.pad(x, widths, mode="edge" if mode == "replicate" else mode)
 
 
 # --- the interpreter -----------------------------------------------------------------------------------

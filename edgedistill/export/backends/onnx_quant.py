@@ -109,7 +109,8 @@ def integer_coverage(model_path: Path, threads: int = 1) -> dict[str, Any]:
     matmuls = [n for n in graph.model.graph.node if n.op_type in _FLOAT_MATMULS | _INTEGER_MATMULS]
     session = _session(_with_outputs(graph.model, [n.input[0] for n in matmuls] + [n.output[0] for n in matmuls],
                                      graph.types), threads)
-    ids = np.ones((1, COVERAGE_SEQ), dtype=np.int64)  # any in-vocabulary id: only the shapes matter
+    seq = _coverage_length(model_path)
+    ids = np.ones((1, seq), dtype=np.int64)  # any in-vocabulary id: only the shapes matter
     names = [o.name for o in session.get_outputs()]
     values = dict(zip(names, session.run(names, _feed(session, ids, np.ones_like(ids))), strict=True))
     work = []
@@ -119,7 +120,22 @@ def integer_coverage(model_path: Path, threads: int = 1) -> dict[str, Any]:
         inner = a.shape[0] if transposed else a.shape[-1]
         work.append(MatmulWork(int(np.prod(out.shape)) * int(inner), graph.arithmetic(node)))
     float_ops = {n.op_type for n in graph.model.graph.node if graph.is_float_compute(n)}
-    return coverage(work, float_ops)
+    return coverage(work, float_ops, seq=seq)
+
+
+def _coverage_length(model_path: Path) -> int:
+    """COVERAGE_SEQ tokens, or fewer for a model whose position table (its ``config.json`` beside the file)
+    stops earlier."""
+    import json
+    from types import SimpleNamespace
+
+    from edgedistill.core.families import longest_sequence
+
+    config_file = Path(model_path).parent / "config.json"
+    if not config_file.is_file():
+        return COVERAGE_SEQ
+    config = SimpleNamespace(**json.loads(config_file.read_text(encoding="utf-8")))
+    return min(COVERAGE_SEQ, longest_sequence(config))
 
 
 def _quant_params(graph: QuantGraph, node: Any) -> tuple[np.ndarray, np.ndarray, int, int, int]:
