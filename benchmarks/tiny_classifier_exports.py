@@ -23,8 +23,7 @@ TARGETS = ("onnx-fp32", "onnx-int8-dynamic", "onnx-int8-static", "tflite-fp32", 
 
 def tiny_classifier(data_dir: Path) -> Path:
     """The tests' tiny classifier and its toy data, made once."""
-    from conftest import FILLER, NEGATIVE, POSITIVE, toy_rows, train_tiny_classifier, write_tsv
-    from transformers import BertTokenizerFast
+    from conftest import toy_rows, train_tiny_classifier, write_tiny_tokenizer, write_tsv
 
     data_dir.mkdir(parents=True, exist_ok=True)
     write_tsv(data_dir / "train.tsv", toy_rows(256, seed=3))
@@ -32,12 +31,7 @@ def tiny_classifier(data_dir: Path) -> Path:
     student = WORK / "student"
     if (student / "config.json").is_file():
         return student
-    tokenizer = WORK / "tokenizer"
-    tokenizer.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
-    vocab += [chr(c) for c in range(97, 123)] + [f"##{chr(c)}" for c in range(97, 123)]
-    (tokenizer / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(tokenizer / "vocab.txt"), do_lower_case=True).save_pretrained(tokenizer)
+    tokenizer = write_tiny_tokenizer(WORK / "tokenizer")
     student.mkdir(parents=True, exist_ok=True)
     return train_tiny_classifier(student, tokenizer, data_dir)
 

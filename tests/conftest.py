@@ -42,17 +42,22 @@ def toy_data_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+def write_tiny_tokenizer(folder: Path) -> Path:
+    """A WordPiece tokenizer of the toy words plus single letters (any word spells out), saved in ``folder``."""
     from transformers import BertTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny_tokenizer")
+    folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
     vocab += [chr(c) for c in range(ord("a"), ord("z") + 1)] + [f"##{chr(c)}" for c in range(ord("a"), ord("z") + 1)]
     vocab_file = folder / "vocab.txt"
     vocab_file.write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
     BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    return write_tiny_tokenizer(tmp_path_factory.mktemp("tiny_tokenizer"))
 
 
 def make_tiny_bert(folder: Path, tokenizer_dir: Path, *, layers: int = 4, hidden: int = 32,

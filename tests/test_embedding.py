@@ -10,27 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FILLER, NEGATIVE, POSITIVE, make_tiny_bert
+from conftest import make_tiny_bert
+from toy_data import random_sentence, write_sts
 from edgedistill.core.errors import ConfigError, DataError
-
-WORDS = POSITIVE + NEGATIVE + FILLER
-
-
-def _sentence(rng: random.Random) -> str:
-    return " ".join(rng.sample(WORDS, rng.randint(3, 9)))
-
-
-def write_sts(path: Path, pairs: int, seed: int) -> Path:
-    """An STS-format file (genre, file, year, id, score, sentence 1, sentence 2), one row with an extra field."""
-    rng = random.Random(seed)
-    lines = []
-    for i in range(pairs):
-        first = _sentence(rng)
-        second = first if i % 5 == 0 else _sentence(rng)
-        extra = "\textra\tfields" if i == 3 else ""
-        lines.append(f"main-captions\tMSRvid\t2012test\t{i:04d}\t{rng.uniform(0, 5):.3f}\t{first}\t{second}{extra}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +24,7 @@ def sts_dir(tmp_path_factory) -> Path:
     write_sts(folder / "sts-train.csv", 120, seed=1)
     write_sts(folder / "sts-dev.csv", 60, seed=2)
     (corpus / "train.tsv").write_text("sentence\tlabel\n" + "".join(
-        f"{_sentence(random.Random(i))}\t{i % 2}\n" for i in range(80)), encoding="utf-8")
+        f"{random_sentence(random.Random(i))}\t{i % 2}\n" for i in range(80)), encoding="utf-8")
     return folder
 
 

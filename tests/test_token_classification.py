@@ -5,55 +5,14 @@ groups them."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import FILLER, NEGATIVE, POSITIVE, make_tiny_bert
+from conftest import make_tiny_bert
+from toy_data import tagged_sentences, write_conll
 from edgedistill.core.errors import DataError
-
-# Words the tiny vocabulary spells letter by letter ("zorp" -> z ##o ##r ##p): sub-tokens to align.
-NAMES = ["zorp", "quix", "blen", "vask"]
-
-
-def tagged_sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
-    """Sentences whose tags follow from the words: positive words PER, negative words LOC (two in a row make
-    one two-word entity), spelled-out names ORG; filler O."""
-    rng = random.Random(seed)
-    sentences = []
-    for _ in range(n):
-        words: list[tuple[str, str]] = [(w, "O") for w in rng.sample(FILLER, rng.randint(2, 5))]
-        for kind, pool in (("PER", POSITIVE), ("LOC", NEGATIVE), ("ORG", NAMES)):
-            if rng.random() < 0.7:
-                span = rng.sample(pool, 2 if kind == "LOC" and rng.random() < 0.4 else 1)
-                at = rng.randrange(len(words) + 1)
-                for offset, word in enumerate(span):
-                    words.insert(at + offset, (word, ("B-" if offset == 0 else "I-") + kind))
-        sentences.append(words)
-    return sentences
-
-
-def write_conll(path: Path, sentences: list[list[tuple[str, str]]], scheme: str = "iob2") -> Path:
-    """CoNLL-2003's four columns (token POS chunk NER), -DOCSTART- first; tags converted to ``scheme``."""
-    lines = ["-DOCSTART- -X- -X- O", ""]
-    for sentence in sentences:
-        tags = [t for _, t in sentence]
-        if scheme == "iob1":  # B- only after an entity of the same type
-            tags = [("B-" if t.startswith("B-") and i and tags[i - 1][2:] == t[2:] else "I-") + t[2:]
-                    if t != "O" else "O" for i, t in enumerate(tags)]
-        elif scheme == "bioes":
-            out = []
-            for i, t in enumerate(tags):
-                following = tags[i + 1] if i + 1 < len(tags) else "O"
-                ends = not following.startswith("I-")
-                out.append("O" if t == "O" else (("S-" if ends else "B-") if t.startswith("B-")
-                                                 else ("E-" if ends else "I-")) + t[2:])
-            tags = out
-        lines += [f"{w} NN B-NP {t}" for (w, _), t in zip(sentence, tags)] + [""]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
