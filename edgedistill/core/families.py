@@ -40,6 +40,9 @@ class Family:
     layer_list: str | None
     # RoBERTa-type position ids start after the padding index: position i of a sentence reads row i + pad + 1.
     position_offset: bool = False
+    # The padding index those positions count from when the modeling code fixes it (MPNet: 1) instead of reading
+    # the config's pad_token_id.
+    fixed_padding_index: int | None = None
     # The [CLS]-only last layer rewrite (quant/cls_pruning) knows this family's layer.
     cls_only_rewrite: bool = False
 
@@ -56,7 +59,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            cls_only_rewrite=True),
     Family("electra", "ELECTRA", distilbert_layers=True, layer_list="encoder.layer", cls_only_rewrite=True),
     Family("deberta-v2", "DeBERTa-v2/v3", distilbert_layers=False, layer_list="encoder.layer"),
-    Family("mpnet", "MPNet", distilbert_layers=False, layer_list="encoder.layer"),
+    Family("mpnet", "MPNet", distilbert_layers=False, layer_list="encoder.layer", position_offset=True,
+           fixed_padding_index=1),
     Family("albert", "ALBERT", distilbert_layers=False, layer_list=None),
     Family("mobilebert", "MobileBERT", distilbert_layers=False, layer_list="encoder.layer"),
 )}
@@ -72,11 +76,12 @@ def family_of(model_type: str) -> Family:
 
 def positions_before_first_token(config: Any) -> int:
     """Rows of the position table before a sentence's first position: RoBERTa-type ids start after the padding
-    index (``pad + 1``), MPNet's after its padding index fixed at 1 in code; 0 for tables that start at 0."""
+    index (``pad + 1``, MPNet's padding index fixed at 1 in code); 0 for tables that start at 0."""
     family = family_of(config.model_type)
-    if family.model_type == "mpnet":
-        return 2
-    return config.pad_token_id + 1 if family.position_offset else 0
+    if not family.position_offset:
+        return 0
+    padding = family.fixed_padding_index if family.fixed_padding_index is not None else config.pad_token_id
+    return padding + 1
 
 
 def longest_sequence(config: Any) -> int:

@@ -22,15 +22,19 @@ def segment_ids(input_ids: Any, sep_token_id: int) -> Any:
     return after_first.to(input_ids.dtype) if hasattr(after_first, "to") else after_first.astype("int64")
 
 
+def embeds_token_types(model: Any) -> bool:
+    """Whether the model takes and embeds token types (BERT, ELECTRA, ALBERT...; not DistilBERT, RoBERTa's single
+    type, DeBERTa-v3 or MPNet)."""
+    import inspect
+
+    return getattr(model.config, "type_vocab_size", 0) >= 2 and \
+        "token_type_ids" in inspect.signature(model.forward).parameters
+
+
 def model_sep_token_id(model_dir: Path, model: Any) -> int | None:
     """The ``[SEP]`` id when the model embeds token types (BERT-type: a pair's second sentence is segment 1);
     None for models without them (DistilBERT), which read a pair from the ids alone."""
-    import inspect
-
-    if getattr(model.config, "type_vocab_size", 0) < 2 or "token_type_ids" not in inspect.signature(
-            model.forward).parameters:
-        return None
-    return sep_token_id(model_dir)
+    return sep_token_id(model_dir) if embeds_token_types(model) else None
 
 
 def sep_token_id(folder: Path) -> int | None:

@@ -34,6 +34,7 @@ an emulation of Core ML's arithmetic, good for agreement and accuracy, never for
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import platform
 from collections.abc import Iterator
@@ -239,10 +240,11 @@ def _plain_python_relative_positions() -> Iterator[None]:
         module.build_rpos = scripted
 
 
+@functools.cache
 def _register_torch_op_fixes() -> None:
     """coremltools 9 converts torch's ``sqrt`` of an integer tensor to MIL ``sqrt`` on int32, which MIL refuses
     (DeBERTa-v2 takes the square root of a head size traced as an integer); torch's ``sqrt`` of an integer is
-    float, so the override casts first. Same op, same result for every float input."""
+    float, so the override casts first. Same op, same result for every float input. Registered once a process."""
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.frontend.torch.ops import _get_inputs
     from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
@@ -357,7 +359,7 @@ def integer_coverage(package: Path, longest: int) -> dict[str, Any]:
             work.append(MatmulWork(2 * int(np.prod(q)) * int(k[-2]), "float"))  # Q.K^T and P.V
         if op_type not in ("quantize", "dequantize"):
             float_ops.add(op_type)
-    return coverage(work, float_ops, {"shape": [1, seq], "note": "op shapes from one emulated run"})
+    return coverage(work, float_ops, {"note": "op shapes from one emulated run"}, seq=seq)
 
 
 def coreml_runtime_available() -> bool:

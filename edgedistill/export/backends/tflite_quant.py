@@ -135,7 +135,7 @@ def integer_coverage(model_path: Path, signature: str) -> dict[str, Any]:
             continue
         if _FLOAT32 in types:
             float_ops.add(op_type)
-    return coverage(work, float_ops, {"signature": signature, "shape": [1, signature_bucket(signature)]})
+    return coverage(work, float_ops, {"signature": signature}, seq=signature_bucket(signature))
 
 
 def xnnpack_delegation(model_path: Path) -> dict[str, Any]:

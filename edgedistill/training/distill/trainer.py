@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from edgedistill.data.segments import embeds_token_types
 from edgedistill.tasks.base import Task
 from edgedistill.tasks.classification import TASK as CLASSIFICATION
 from edgedistill.training.distill.losses import LossWeights, distillation_loss
@@ -47,13 +48,15 @@ class DistillationTrainer(Trainer):
             teacher.requires_grad_(False)
             teacher.to(self.args.device)
         self._loss_parts: dict[str, list[float]] = {}
+        # A teacher-class student of BERT, ELECTRA, ALBERT... embeds token types too; DistilBERT has none.
+        self._student_types = embeds_token_types(getattr(self.model, "student", self.model))
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         labels = inputs.pop("labels")
         cached_logits = inputs.pop("teacher_logits", None)
-        token_type_ids = inputs.pop("token_type_ids", None)  # DistilBERT has none; a teacher-class student may
-        student_types = {"token_type_ids": token_type_ids} if self._student_takes_types(model) else {}
+        token_type_ids = inputs.pop("token_type_ids", None)
+        student_types = {"token_type_ids": token_type_ids} if self._student_types else {}
         want_hidden = bool(self.weights.uses_hidden_states and self.layer_pairs)
         want_attention = bool(self.weights.alpha_att and self.layer_pairs)
         outputs = model(**inputs, **student_types, output_hidden_states=want_hidden,
@@ -82,15 +85,6 @@ class DistillationTrainer(Trainer):
         for name, value in parts.items():
             self._loss_parts.setdefault(name, []).append(value)
         return (loss, outputs) if return_outputs else loss
-
-    @staticmethod
-    def _student_takes_types(model: nn.Module) -> bool:
-        """The student embeds token types (a teacher-class student of BERT, ELECTRA, ALBERT...)."""
-        import inspect
-
-        student = getattr(model, "module", model).student
-        return getattr(student.config, "type_vocab_size", 0) >= 2 and \
-            "token_type_ids" in inspect.signature(student.forward).parameters
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add the mean of each loss term since the last log to the Trainer's own log line."""
