@@ -25,7 +25,8 @@ The stages, in order (each reads what the one before wrote under the workdir):
   distill   DistilBERT-style student, its quantization-aware twin, the no-teacher baseline
                                                            -> <workdir>/student/, qat/, baseline/
   export    one model, one target -> a verified artifact folder (model files, tokenizer, artifact.json)
-  verify    re-check an artifact: file hashes, golden vectors, then parity against its source model
+  verify    re-check an artifact: file hashes, golden vectors, then parity against its source model;
+            --isa arm64: replay it on the phone's instruction set under qemu (numerics, not latency)
   predict   label and probabilities for texts, from a checkpoint or any artifact in its own runtime
   targets   list the target profiles in targets/
   bench     latency, memory, size and accuracy of every model, each in its own process -> report
@@ -33,6 +34,7 @@ The stages, in order (each reads what the one before wrote under the workdir):
 Tools:
   data      load and summarize a data set (splits, label counts) without training
   config    print the commented default configuration, or the one your options resolve to
+  arm64     build (setup) or show (status) the arm64 emulation environment verify --isa runs in
 
 Examples:
   edgedistill run --data ../shared/data/sst2               # the whole pipeline on the default config
@@ -45,6 +47,7 @@ Examples:
   torchrun --nproc_per_node=2 -m edgedistill distill --data ../shared/data/sst2   # DDP (gloo on CPU)
   edgedistill export --model runs/default/student --target onnx-int8-dynamic --out artifacts/onnx-int8
   edgedistill verify artifacts/onnx-int8 --data ../shared/data/sst2
+  edgedistill arm64 setup && edgedistill verify artifacts/onnx-int8 --isa arm64   # its numerics on a phone CPU
   edgedistill predict artifacts/onnx-int8 "a gripping, funny film" "dull and far too long"
   cat reviews.txt | edgedistill predict runs/default/student - --json
   edgedistill bench --data ../shared/data/sst2               # everything in runs/default -> runs/default/report
@@ -130,6 +133,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         "threads": args.threads,
         "seed": args.seed,
         "distill.augment.file": getattr(args, "augment_file", None),
+        "verify_isa.isas": [args.verify_isa] if getattr(args, "verify_isa", None) else None,
     }
     overrides.update({key: value for key, value in flags.items() if value is not None})
     overrides.update(dict(parse_override(item) for item in args.overrides))
@@ -214,11 +218,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     artifact = export_target(Path(args.model), target, data, Path(args.out),
                              ExportSettings.from_config(config, verify_samples=args.eval_samples))
     parity = artifact.info["parity"]
+    verified_on = _replay_after_export(artifact.path, data, config) if config.verify_isa.isas else []
     print(json.dumps({"artifact": str(artifact.path), "target": target.name,
                       "files": {k: v["bytes"] for k, v in artifact.info["files"].items()},
-                      "parity": {k: v for k, v in parity.items() if k not in ("gate", "failures", "runtime")}},
-                     indent=2))
+                      "parity": {k: v for k, v in parity.items() if k not in ("gate", "failures", "runtime")},
+                      **({"verified_on": verified_on} if verified_on else {})}, indent=2))
+    failed = [r for r in verified_on if not r["passed"]]
+    if failed:
+        from edgedistill.core.errors import VerificationError
+
+        raise VerificationError("; ".join(f"arm64 {r['cpu']}: " + "; ".join(r["failures"]) for r in failed))
     return 0
+
+
+def _replay_after_export(path: Any, data: Any, config: Any) -> list[dict[str, Any]]:
+    """``export --verify-isa arm64``: the new artifact replayed on each configured CPU, recorded; the verdicts."""
+    from edgedistill.emulation.environment import Arm64Environment
+    from edgedistill.emulation.replay import REPLAYABLE, record_verification, replay, summary
+    from edgedistill.export.backends.base import Artifact
+
+    if Artifact.open(path).target.backend not in REPLAYABLE:
+        print(f"edgedistill export: --verify-isa: {path} is not TFLite or ONNX; nothing replayed", file=sys.stderr)
+        return []
+    environment = Arm64Environment.load()
+    verdicts = []
+    for cpu in config.verify_isa.cpus:
+        record = replay(path, data, cpu=cpu, samples=config.verify_isa.samples, environment=environment)
+        record_verification(path, record)
+        verdicts.append(summary(record))
+    return verdicts
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -231,19 +259,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     stages = manifest["stages"]
     exports = stages.get("export", {})
     failed = {k: v["error"][:300] for k, v in exports.items() if v["status"] != "verified"}
+    isa_failed = {k: f"arm64 {r['cpu']}: " + "; ".join(r["failures"])[:300]
+                  for k, v in exports.items() for r in v.get("verified_on", []) if not r["passed"]}
     bench_failed = stages.get("bench", {}).get("failed_rows", [])
     summary = {
         "workdir": str(config.workdir),
         "cached": sorted(k for k, v in stages.items() if k != "export" and v.get("cached")),
         "artifacts_verified": sorted(k for k, v in exports.items() if v["status"] == "verified"),
         "artifacts_failed": failed,
+        **({"artifacts_verified_on_arm64": sorted(k for k, v in exports.items() if v.get("verified_on") and
+                                                  all(r["passed"] for r in v["verified_on"]))}
+           if config.verify_isa.isas else {}),
+        **({"artifacts_failed_on_arm64": isa_failed} if isa_failed else {}),
         **({"bench_rows_failed": bench_failed} if bench_failed else {}),
         "report": stages.get("bench", {}).get("path"),
         "manifest": str(config.workdir / "manifest.json"),
     }
     print(json.dumps(summary, indent=2))
-    if failed or bench_failed:
+    if failed or bench_failed or isa_failed:
         print(f"edgedistill run: {len(failed)} artifact(s) failed their gate"
+              + (f", {len(isa_failed)} failed on arm64 (emulated)" if isa_failed else "")
               + (f", {len(bench_failed)} benchmark row(s) failed" if bench_failed else "")
               + " (see the report and manifest.json)", file=sys.stderr)
         return 1
@@ -266,6 +301,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                     + "\n  ".join(problems))
         print(json.dumps({"run": args.artifact, "outputs": "all hashes match the manifest"}, indent=2))
         return 0
+    if args.isa:
+        return _verify_on_isa(args)
     data = None if args.files_only else _verification_data(args)
     result = verify_artifact(Path(args.artifact), data, threads=args.threads or _config_from_args(args).threads,
                              verify_samples=args.eval_samples)
@@ -276,6 +313,44 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print()
         print(layer_error_table(Path(args.artifact), data, threads=_config_from_args(args).threads,
                                 samples=args.layer_samples, limit=args.layers or None))
+    return 0
+
+
+def _verify_on_isa(args: argparse.Namespace) -> int:
+    """``verify ARTIFACT --isa arm64``: replay under emulation on each ``--cpu``, record it, exit 1 on a failure."""
+    from pathlib import Path
+
+    from edgedistill.core.errors import VerificationError
+    from edgedistill.emulation.environment import Arm64Environment
+    from edgedistill.emulation.replay import describe_failure, record_verification, replay
+
+    if args.files_only or args.layers is not None:
+        raise EdgeDistillError("--isa replays the artifact; it does not combine with --files-only or --layers")
+    environment = Arm64Environment.load()
+    data = _verification_data(args)
+    failures = []
+    for cpu in args.cpu or [_config_default("verify_isa.cpus").split(",")[0]]:
+        record = replay(Path(args.artifact), data, cpu=cpu, samples=args.eval_samples or 256,
+                        threads=1, environment=environment)
+        record_verification(Path(args.artifact), record)
+        print(json.dumps({k: v for k, v in record.items() if k not in ("golden_failures", "changed")}, indent=2))
+        if not record["passed"]:
+            failures.append(describe_failure(Path(args.artifact), record))
+    if failures:
+        raise VerificationError("\n".join(failures))
+    return 0
+
+
+def cmd_arm64(args: argparse.Namespace) -> int:
+    """``arm64 setup``: build the emulation environment; ``arm64 status``: what it holds, or why there is none."""
+    from edgedistill.emulation.environment import Arm64Environment, build_environment
+
+    environment = build_environment(force=args.force) if args.action == "setup" else Arm64Environment.load()
+    record = environment.record
+    print(json.dumps({"environment": str(environment.root), "qemu": record["qemu"]["version"],
+                      "python": record["python"], "runtimes": record["runtimes"],
+                      "cpus": {name: " ".join(cpu["features"]) for name, cpu in record["cpus"].items()},
+                      "built": record["created"], "build_seconds": record["build_seconds"]}, indent=2))
     return 0
 
 
@@ -470,6 +545,9 @@ def _add_stage_verbs(verb: Verb) -> None:
                        help=f"run from this stage on ({', '.join(STAGES)})")
     run.add_argument("--force", action="store_true", help="rebuild the selected stages even when cached")
     run.add_argument("--augment-file", metavar="PATH", help=augment_help)
+    run.add_argument("--verify-isa", choices=["arm64"],
+                     help="replay every TFLite / ONNX artifact on arm64 under qemu after its gate (verify_isa; "
+                          "`edgedistill arm64 setup` first); a failure exits 1")
 
 
 def _add_artifact_verbs(verb: Verb) -> None:
@@ -486,6 +564,8 @@ def _add_artifact_verbs(verb: Verb) -> None:
     export.add_argument("--target", required=True, metavar="NAME_OR_YAML",
                         help="a profile name from `edgedistill targets`, or a target YAML file")
     export.add_argument("--out", required=True, metavar="DIR", help="the artifact folder to write")
+    export.add_argument("--verify-isa", choices=["arm64"],
+                        help="then replay it on arm64 under qemu (verify_isa: CPUs, samples); a failure exits 1")
     _add_eval_samples(export, "verify")
     check = verb("verify", cmd_verify, "re-check an artifact (or a whole run folder)",
                  "ARTIFACT_DIR: recomputes every file's sha256 against artifact.json (names what changed),\n"
@@ -504,6 +584,34 @@ def _add_artifact_verbs(verb: Verb) -> None:
                             "error against the float source (SQNR, clipping), the N worst first (default 20; 0: all)")
     check.add_argument("--layer-samples", type=_positive_int, default=256, metavar="N",
                        help="eval sentences the per-layer error is measured on (default 256)")
+    check.add_argument("--isa", choices=["arm64"],
+                       help="replay the artifact on the phone's instruction set under qemu emulation (TFLite, ONNX; "
+                            "`edgedistill arm64 setup` first): its golden vectors and --eval-samples eval sentences "
+                            "(default 256) against the x86 run and the checkpoint, under the artifact's own gate; "
+                            "recorded in artifact.json (verified_on) and the model card. Numerics only, no latency")
+    check.add_argument("--cpu", action="append", choices=list(_arm64_cpus()), metavar="MODEL",
+                       help="with --isa: the emulated CPU, repeatable: " + "; ".join(
+                           f"{name}: {why}" for name, why in _arm64_cpus().items())
+                       + f" (default: {_config_default('verify_isa.cpus')})")
+    arm64 = verb("arm64", cmd_arm64, "the arm64 emulation environment (qemu user mode) that verify --isa uses",
+                 "setup: build it once, from the package registries alone: qemu-user-static (apt-get, as root),\n"
+                 "Debian's arm64 Python and libraries (apt-get download into a private state; nothing is\n"
+                 "installed for arm64 on the host), the aarch64 wheels of ai-edge-litert, onnxruntime and numpy at\n"
+                 "this host's versions (pip download), one root per emulated CPU with its /proc/cpuinfo. About a\n"
+                 "minute; kept in $EDGEDISTILL_CACHE/emulation/arm64 (default ~/.cache/edgedistill), recorded in its\n"
+                 "environment.json. Verification then needs no network.\n"
+                 "status: what the environment holds, or one line saying why there is none.\n"
+                 "  edgedistill arm64 setup && edgedistill verify runs/default/artifacts/student-tflite-int8-static --isa arm64",
+                 configured=False)
+    arm64.add_argument("action", choices=["setup", "status"])
+    arm64.add_argument("--force", action="store_true", help="setup: rebuild even when the environment is current")
+
+
+def _arm64_cpus() -> dict[str, str]:
+    """The emulated CPU models and why each is offered (stdlib-only module: the parser stays fast)."""
+    from edgedistill.emulation.cpus import CPU_MODELS
+
+    return {name: model.why for name, model in CPU_MODELS.items()}
 
 
 def _add_using_verbs(verb: Verb) -> None:

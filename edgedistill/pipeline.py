@@ -49,6 +49,10 @@ def run_pipeline(config: Config, *, only: str | None = None, start: str | None =
         from edgedistill.core.support import check_supported
 
         check_supported(config, [target.backend for target in targets])  # and on a family a backend cannot take
+    if config.verify_isa.isas and "export" in stages:
+        from edgedistill.emulation.environment import Arm64Environment
+
+        Arm64Environment.load()  # no emulation environment: say so before anything runs
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(workdir)
@@ -86,6 +90,9 @@ def run_pipeline(config: Config, *, only: str | None = None, start: str | None =
     if "export" in stages:
         manifest["stages"]["export"] = run_exports(config, targets, force=force, data=data)
         lap("export")
+        if config.verify_isa.isas:
+            run_isa_checks(config, manifest["stages"]["export"], data, force=force)
+            lap("verify_isa")
     if "bench" in stages:
         failures = {name: entry["error"] for name, entry in manifest["stages"].get("export", {}).items()
                     if entry["status"] != "verified"}
@@ -153,6 +160,40 @@ def run_exports(config: Config, targets: list[TargetConfig], *, force: bool = Fa
                 continue
             entries[name] = {"status": "verified", "cached": False, "key": key, **_recorded(artifact.info)}
     return entries
+
+
+def run_isa_checks(config: Config, entries: dict[str, Any], data: TaskData, *, force: bool = False) -> None:
+    """Replay every verified TFLite / ONNX artifact on each configured CPU (:mod:`edgedistill.emulation.replay`),
+    record it in its ``artifact.json``, and put the verdicts in its export entry (``verified_on``). A record
+    already in ``artifact.json`` for the same CPU, runtimes and sample count is reused (the artifact was not
+    rebuilt since: a rebuild writes a new ``artifact.json``)."""
+    from edgedistill.emulation.environment import Arm64Environment
+    from edgedistill.emulation.replay import REPLAYABLE, record_verification, replay, summary
+    from edgedistill.export.backends.base import Artifact
+
+    environment = Arm64Environment.load()
+    checks = config.verify_isa
+    for name, entry in entries.items():
+        if entry["status"] != "verified":
+            continue
+        artifact = Artifact.open(Path(config.workdir) / "artifacts" / name)
+        if artifact.target.backend not in REPLAYABLE:
+            continue
+        verdicts = []
+        for cpu in checks.cpus:
+            recorded = next((r for r in artifact.info.get("verified_on", []) if r.get("cpu") == cpu
+                             and r.get("runtimes", {}).items() <= environment.record["runtimes"].items()
+                             and r.get("samples") == min(checks.samples, len(data.eval))), None)
+            if recorded is not None and not force:
+                log.info("verify_isa %s on arm64 %s: recorded %s, reused", name, cpu, recorded["verified"])
+                verdicts.append({**summary(recorded), "cached": True})
+                continue
+            record = replay(artifact.path, data, cpu=cpu, samples=checks.samples, environment=environment)
+            artifact = Artifact(artifact.path, record_verification(artifact.path, record))
+            log.info("verify_isa %s on arm64 %s: %s", name, cpu, "passed" if record["passed"] else
+                     "FAILED: " + "; ".join(record["failures"]))
+            verdicts.append({**summary(record), "cached": False})
+        entry["verified_on"] = verdicts
 
 
 def _recorded(info: dict[str, Any]) -> dict[str, Any]:

@@ -99,7 +99,10 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 # No test reaches the network: the hub libraries read these when first imported, so they are set here, before any.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-# XNNPACK weight caches of the test artifacts go to a scratch folder, not the user's ~/.cache.
+# The arm64 emulation environment the tests replay in is the user's (`edgedistill arm64 setup`), found before
+# the cache moves: XNNPACK weight caches of the test artifacts go to a scratch folder, not the user's ~/.cache.
+os.environ.setdefault("EDGEDISTILL_ARM64_ENV", str(Path(os.environ.get(
+    "EDGEDISTILL_CACHE", Path.home() / ".cache" / "edgedistill")) / "emulation" / "arm64"))
 os.environ.setdefault("EDGEDISTILL_CACHE", __import__("tempfile").mkdtemp(prefix="edgedistill-test-cache-"))
 
 
@@ -156,6 +159,27 @@ def data(export_data_dir):
 @pytest.fixture(scope="session")
 def tiny_student_dir(tmp_path_factory, tiny_tokenizer_dir, export_data_dir) -> Path:
     return train_tiny_classifier(tmp_path_factory.mktemp("tiny_student"), tiny_tokenizer_dir, export_data_dir)
+
+
+TFLITE_SETTINGS_ARGS = {"max_length": 16, "threads": 1, "calibration_samples": 64, "seed": 0}
+TFLITE_PROFILES = ["tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights", "tflite-int8-static"]
+TFLITE_BUCKETS = [8, 16]
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite_artifacts(tmp_path_factory, tiny_student_dir, data):
+    """The tiny classifier exported to every TFLite precision (buckets 8 and 16): shared by the TFLite backend's
+    tests and the arm64 replay's, which copy an artifact before changing it."""
+    from edgedistill.core.targets import load_target
+    from edgedistill.export.stage import ExportSettings, export_target
+
+    root = tmp_path_factory.mktemp("tflite")
+    out = {}
+    for name in TFLITE_PROFILES:
+        target = load_target(name)
+        target = target.model_copy(update={"options": {**target.options, "buckets": TFLITE_BUCKETS}})
+        out[name] = export_target(tiny_student_dir, target, data, root / name, ExportSettings(**TFLITE_SETTINGS_ARGS))
+    return out
 
 
 def distill_config(workdir: Path, teacher_model: Path, data: Path, **overrides):

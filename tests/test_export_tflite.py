@@ -7,27 +7,20 @@ import json
 import numpy as np
 import pytest
 
+from conftest import TFLITE_BUCKETS as BUCKETS
+from conftest import TFLITE_PROFILES as PROFILES
+from conftest import TFLITE_SETTINGS_ARGS
 from conftest import recheck
 
 from edgedistill.export.backends.tflite import InputTooLongError, TFLiteRunner, dequantize
-from edgedistill.export.stage import ExportSettings, export_target
-from edgedistill.core.targets import load_target
+from edgedistill.export.stage import ExportSettings
 
-SETTINGS = ExportSettings(max_length=16, threads=1, calibration_samples=64, seed=0)
-
-PROFILES = ["tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-weights", "tflite-int8-static"]
-BUCKETS = [8, 16]
+SETTINGS = ExportSettings(**TFLITE_SETTINGS_ARGS)
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, tiny_student_dir, data):
-    root = tmp_path_factory.mktemp("tflite")
-    out = {}
-    for name in PROFILES:
-        target = load_target(name)
-        target = target.model_copy(update={"options": {**target.options, "buckets": BUCKETS}})
-        out[name] = export_target(tiny_student_dir, target, data, root / name, SETTINGS)
-    return out
+def artifacts(tiny_tflite_artifacts):
+    return tiny_tflite_artifacts
 
 
 @pytest.mark.parametrize("name", PROFILES)

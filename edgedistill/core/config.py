@@ -293,6 +293,27 @@ class BenchConfig(_Section):
     min_time: float = Field(1.0, gt=0)
 
 
+class IsaCheckConfig(_Section):
+    """Replaying every exported TFLite / ONNX artifact on another instruction set (edgedistill.emulation)."""
+
+    # Instruction sets each artifact is replayed on after its export: [] (off) or [arm64].
+    isas: list[Literal["arm64"]] = Field(default_factory=list)
+    # The emulated CPUs (edgedistill.emulation.cpus): cortex-a76, cortex-a53, max.
+    cpus: list[str] = Field(default_factory=lambda: ["cortex-a76"], min_length=1)
+    # Eval sentences replayed per artifact (with its golden vectors).
+    samples: int = Field(256, ge=1)
+
+    @field_validator("cpus")
+    @classmethod
+    def _known_cpus(cls, cpus: list[str]) -> list[str]:
+        from edgedistill.emulation.cpus import CPU_MODELS
+
+        unknown = [cpu for cpu in cpus if cpu not in CPU_MODELS]
+        if unknown:
+            raise ValueError(f"unknown arm64 CPU {unknown[0]!r}; the CPUs are: {', '.join(CPU_MODELS)}")
+        return cpus
+
+
 class Config(_Section):
     """A whole run."""
 
@@ -309,6 +330,7 @@ class Config(_Section):
     # Which trained models get exported to every target.
     export_models: list[Literal["student", "qat", "baseline", "teacher"]] = Field(default_factory=lambda: ["student"])
     bench: BenchConfig = BenchConfig()
+    verify_isa: IsaCheckConfig = IsaCheckConfig()
     # Stop a run whose teacher or student is not clearly better than the trivial answer (classification: the
     # majority class) on the eval split, instead of exporting and benchmarking a model that learnt nothing.
     require_learning: bool = True

@@ -61,7 +61,11 @@ def readme_examples() -> str:
     return "\n\n".join(parts)
 
 
-def render_card(info: dict[str, Any], golden: dict[str, Any] | None, bench_row: dict[str, Any] | None = None) -> str:
+BENCH_HEADING = "## Last benchmark on this host"
+
+
+def render_card(info: dict[str, Any], golden: dict[str, Any] | None,
+                bench_row: dict[str, Any] | str | None = None) -> str:
     """The Markdown of an artifact's card from its ``artifact.json`` record (and golden vectors, bench row)."""
     target, parity = info["target"], info.get("parity") or {}
     backend, precision = target["backend"], target["precision"]
@@ -105,8 +109,10 @@ def render_card(info: dict[str, Any], golden: dict[str, Any] | None, bench_row: 
         lines += ["## Integer coverage", "", f"{integer['int8_mac_fraction']:.1%} of matrix-multiply MACs at "
                   f"batch 1 × {integer.get('shape', [1, 128])[-1]} run in int8 (int8 weights and activations); "
                   f"op types left in float: {', '.join(integer.get('float_op_types', [])) or 'none'}.", ""]
+    if info.get("verified_on"):
+        lines += ["## Verified on other instruction sets", "", *[_isa_line(r) for r in info["verified_on"]], ""]
     if bench_row:
-        lines += ["## Last benchmark on this host", "", _bench_line(bench_row), ""]
+        lines += [BENCH_HEADING, "", bench_row if isinstance(bench_row, str) else _bench_line(bench_row), ""]
     if info.get("note"):
         lines += [f"Note: {info['note']}.", ""]
     lines += ["## How to load it", "", f"From this folder; `{FORMATS[backend].model_file}` is the model.", "",
@@ -126,6 +132,23 @@ def render_card(info: dict[str, Any], golden: dict[str, Any] | None, bench_row: 
     return "\n".join(header + lines)
 
 
+def _isa_line(record: dict[str, Any]) -> str:
+    """One ``verified_on`` record as a sentence: where it ran, what it compared, the verdict."""
+    golden = (f"golden vectors reproduced ({record['golden_cases']} cases)" if record.get("golden_reproduced")
+              else f"golden vectors NOT reproduced ({len(record.get('golden_failures', []))} of "
+                   f"{record.get('golden_cases')} cases)")
+    checkpoint = (f", {record['agreement_checkpoint']:.2%} with the checkpoint"
+                  if record.get("agreement_checkpoint") is not None else "")
+    verdict = "passed the artifact's gate" if record["passed"] else "FAILED: " + "; ".join(record["failures"])
+    features = " ".join(f for f in record.get("cpu_features", []) if f in ("asimd", "asimddp", "i8mm", "sve", "bf16"))
+    return (f"- **{record['isa']} {record['cpu']}** ({features}; {record['emulated']}; "
+            + ", ".join(f"{k} {v}" for k, v in record.get("runtimes", {}).items()) + f"), {record['verified']}: "
+            f"{golden}; {record['samples']} eval sentences agree {record['agreement_x86']:.2%} with the x86 run"
+            f"{checkpoint}, max |difference| from x86 {record['max_abs_diff']:.2g}; {verdict}. "
+            f"{record['changed_count']} sentence(s) answer differently than on x86. Numerics under emulation: no "
+            "latency was taken.")
+
+
 def _bench_line(row: dict[str, Any]) -> str:
     ref = row.get("reference_latency") or {}
     latency = (f"p50 {ref['p50_ms']:.2f} ms at batch {ref['batch']} × {ref['seq']} tokens"
@@ -137,11 +160,21 @@ def _bench_line(row: dict[str, Any]) -> str:
 
 def write_card(folder: Path, info: dict[str, Any], golden: dict[str, Any] | None,
                bench_row: dict[str, Any] | None = None) -> Path:
+    """Write the card; without a new ``bench_row`` the card's last benchmark line is kept (a replay on another
+    instruction set rewrites the card, and must not drop what the last benchmark measured)."""
     from edgedistill.core.atomic import write_text_atomic
 
     path = Path(folder) / CARD_FILE
-    write_text_atomic(path, render_card(info, golden, bench_row))
+    write_text_atomic(path, render_card(info, golden, bench_row or _last_bench_line(path)))
     return path
+
+
+def _last_bench_line(card: Path) -> str | None:
+    """The benchmark sentence of an existing card, or None."""
+    if not card.is_file():
+        return None
+    lines = card.read_text(encoding="utf-8").splitlines()
+    return lines[lines.index(BENCH_HEADING) + 2] if BENCH_HEADING in lines[:-2] else None
 
 
 def update_cards(report: dict[str, Any]) -> None:

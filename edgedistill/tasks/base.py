@@ -189,6 +189,13 @@ class Task(ABC):
         """How often two models give the same answer on the same rows (0..1); ``labels`` (:meth:`gold`) say
         which positions count where the outputs are per token."""
 
+    def differing_rows(self, outputs: np.ndarray, other: np.ndarray, labels: np.ndarray | None = None) -> list[int]:
+        """The rows two models answer differently (a label, a tag on a word): what a difference between two
+        runtimes names. Rows whose :meth:`agreement` is below 1."""
+        return [row for row in range(len(outputs))
+                if self.agreement(outputs[row:row + 1], other[row:row + 1],
+                                  None if labels is None else labels[row:row + 1]) < 1.0]
+
     @abstractmethod
     def prediction_loss(self, student: Any, teacher: Any | None, labels: Any, alpha_soft: float, alpha_hard: float,
                         temperature: float) -> tuple[Any, dict[str, float]]:

@@ -102,6 +102,11 @@ class EmbeddingTask(Task):
         """The mean cosine of the two models' vectors for the same sentence."""
         return float(np.mean(row_cosines(outputs, other)))
 
+    def differing_rows(self, outputs: np.ndarray, other: np.ndarray, labels: np.ndarray | None = None) -> list[int]:
+        """A vector has no label to change: the sentences whose two vectors are further apart than the gate lets
+        one sentence be (cosine below the reduced precisions' per-sentence bound)."""
+        return [int(row) for row in np.flatnonzero(row_cosines(outputs, other) < REDUCED_DEFAULT.min_cosine)]
+
     def prediction_loss(self, student: Any, teacher: Any | None, labels: Any, alpha_soft: float, alpha_hard: float,
                         temperature: float) -> tuple[Any, dict[str, float]]:
         """alpha_soft · ‖student - teacher‖² per sentence on the normalised embeddings (= 2 - 2 cos), the
