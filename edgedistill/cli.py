@@ -609,7 +609,7 @@ def _add_artifact_verbs(verb: Verb) -> None:
 
 def _arm64_cpus() -> dict[str, str]:
     """The emulated CPU models and why each is offered (stdlib-only module: the parser stays fast)."""
-    from edgedistill.emulation.cpus import CPU_MODELS
+    from edgedistill.core.arm_cpus import CPU_MODELS
 
     return {name: model.why for name, model in CPU_MODELS.items()}
 

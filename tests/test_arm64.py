@@ -12,7 +12,7 @@ import pytest
 from edgedistill.cli import main
 from edgedistill.core.errors import ConfigError
 from edgedistill.emulation import environment as env_module
-from edgedistill.emulation.cpus import cpu_model, cpuinfo_text, feature_names
+from edgedistill.core.arm_cpus import cpu_model, cpuinfo_text, feature_names
 from edgedistill.emulation.environment import Arm64Environment, EnvironmentUnavailable, build_environment
 from edgedistill.emulation.replay import build_feeds, describe_failure, record_verification, replay
 from edgedistill.export.backends.base import Artifact

@@ -298,7 +298,7 @@ class IsaCheckConfig(_Section):
 
     # Instruction sets each artifact is replayed on after its export: [] (off) or [arm64].
     isas: list[Literal["arm64"]] = Field(default_factory=list)
-    # The emulated CPUs (edgedistill.emulation.cpus): cortex-a76, cortex-a53, max.
+    # The emulated CPUs (edgedistill.core.arm_cpus): cortex-a76, cortex-a53, max.
     cpus: list[str] = Field(default_factory=lambda: ["cortex-a76"], min_length=1)
     # Eval sentences replayed per artifact (with its golden vectors).
     samples: int = Field(256, ge=1)
@@ -306,7 +306,7 @@ class IsaCheckConfig(_Section):
     @field_validator("cpus")
     @classmethod
     def _known_cpus(cls, cpus: list[str]) -> list[str]:
-        from edgedistill.emulation.cpus import CPU_MODELS
+        from edgedistill.core.arm_cpus import CPU_MODELS
 
         unknown = [cpu for cpu in cpus if cpu not in CPU_MODELS]
         if unknown:

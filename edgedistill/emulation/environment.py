@@ -7,7 +7,7 @@ Built once by ``edgedistill arm64 setup`` from the registries alone (Debian's mi
   unpacked with ``dpkg-deb -x`` (nothing is installed on the host; apt reads and writes a private state);
 * ``site/``: the aarch64 wheels of ai-edge-litert, onnxruntime and numpy **at the host's own versions** (and their
   dependencies), unzipped: both runs of a replay hold the same runtime release, so what differs is the kernels;
-* ``cpus/<model>/``: one root per emulated CPU (:mod:`edgedistill.emulation.cpus`): links to the sysroot and a
+* ``cpus/<model>/``: one root per emulated CPU (:mod:`edgedistill.core.arm_cpus`): links to the sysroot and a
   ``/proc/cpuinfo`` of its own;
 * ``environment.json``: what it holds (qemu, every package and wheel with its version and sha256, each CPU's
   features) and how long it took to build.
@@ -35,7 +35,7 @@ from typing import Any
 
 from edgedistill.core.errors import EdgeDistillError
 from edgedistill.core.hashing import sha256_file
-from edgedistill.emulation.cpus import CPU_MODELS, cpu_model, cpuinfo_text, feature_names
+from edgedistill.core.arm_cpus import CPU_MODELS, cpu_model, cpuinfo_text, feature_names
 
 log = logging.getLogger("edgedistill.arm64")
 
@@ -68,13 +68,10 @@ def environment_dir() -> Path:
 
 def host_runtime_versions() -> dict[str, str]:
     """The host's versions of the runtimes the environment must match; missing ones are left out."""
-    versions = {}
-    for name in RUNTIMES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    from edgedistill.core.host import library_versions
+
+    installed = library_versions()
+    return {name: installed[name] for name in RUNTIMES if name in installed}
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import numpy as np
 
 from edgedistill.core.errors import ConfigError, EdgeDistillError, VerificationError
 from edgedistill.data.encoding import Example, bucket_for, pad_to, stack_rows, token_ids, without_padding
-from edgedistill.emulation.cpus import DEFAULT_CPU
+from edgedistill.core.arm_cpus import DEFAULT_CPU
 from edgedistill.emulation.environment import WORKER, Arm64Environment
 from edgedistill.export.backends.base import Artifact
 
