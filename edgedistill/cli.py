@@ -294,6 +294,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from edgedistill.export.stage import verify_artifact
     from edgedistill.pipeline import MANIFEST, verify_run
 
+    if args.isa:  # an artifact, or each of a run's, replayed on another instruction set
+        return _verify_on_isa(args)
     if (Path(args.artifact) / MANIFEST).is_file():
         problems = verify_run(Path(args.artifact))
         if problems:
@@ -301,8 +303,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                     + "\n  ".join(problems))
         print(json.dumps({"run": args.artifact, "outputs": "all hashes match the manifest"}, indent=2))
         return 0
-    if args.isa:
-        return _verify_on_isa(args)
     data = None if args.files_only else _verification_data(args)
     result = verify_artifact(Path(args.artifact), data, threads=args.threads or _config_from_args(args).threads,
                              verify_samples=args.eval_samples)
@@ -317,25 +317,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _verify_on_isa(args: argparse.Namespace) -> int:
-    """``verify ARTIFACT --isa arm64``: replay under emulation on each ``--cpu``, record it, exit 1 on a failure."""
+    """``verify ARTIFACT|RUN_DIR --isa arm64``: replay each TFLite / ONNX artifact under emulation on each ``--cpu``,
+    record it, exit 1 on a failure."""
     from pathlib import Path
 
     from edgedistill.core.errors import VerificationError
     from edgedistill.emulation.environment import Arm64Environment
-    from edgedistill.emulation.replay import describe_failure, record_verification, replay
+    from edgedistill.emulation.replay import REPLAYABLE, describe_failure, record_verification, replay
+    from edgedistill.export.backends.base import Artifact
+    from edgedistill.pipeline import MANIFEST
 
     if args.files_only or args.layers is not None:
         raise EdgeDistillError("--isa replays the artifact; it does not combine with --files-only or --layers")
     environment = Arm64Environment.load()
-    data = _verification_data(args)
+    given = Path(args.artifact)
+    paths = [given]
+    if (given / MANIFEST).is_file():  # a run: every artifact it holds that has an arm64 runtime
+        paths = [p.parent for p in sorted(given.glob("artifacts/*/artifact.json"))
+                 if Artifact.open(p.parent).target.backend in REPLAYABLE]
+        if not paths:
+            raise EdgeDistillError(f"{given}: no TFLite or ONNX artifact under artifacts/ to replay")
+    data = _verification_data(args, paths[0])
     failures = []
-    for cpu in args.cpu or [_config_default("verify_isa.cpus").split(",")[0]]:
-        record = replay(Path(args.artifact), data, cpu=cpu, samples=args.eval_samples or 256,
-                        threads=1, environment=environment)
-        record_verification(Path(args.artifact), record)
-        print(json.dumps({k: v for k, v in record.items() if k not in ("golden_failures", "changed")}, indent=2))
-        if not record["passed"]:
-            failures.append(describe_failure(Path(args.artifact), record))
+    for path in paths:
+        for cpu in args.cpu or [_config_default("verify_isa.cpus").split(",")[0]]:
+            record = replay(path, data, cpu=cpu, samples=args.eval_samples or 256, threads=1,
+                            environment=environment)
+            record_verification(path, record)
+            print(json.dumps({"artifact": str(path), **{k: v for k, v in record.items()
+                                                       if k not in ("golden_failures", "changed", "cpu_features")}},
+                             indent=2))
+            if not record["passed"]:
+                failures.append(describe_failure(path, record))
     if failures:
         raise VerificationError("\n".join(failures))
     return 0
@@ -354,9 +367,9 @@ def cmd_arm64(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verification_data(args: argparse.Namespace) -> Any:
-    """The data ``verify`` checks on: what the options name, or, when they name none, the data the artifact was
-    gated on (its ``artifact.json`` ``gated_on``), said on stderr."""
+def _verification_data(args: argparse.Namespace, artifact: Any = None) -> Any:
+    """The data ``verify`` checks on: what the options name, or, when they name none, the data the artifact
+    (``artifact``, default the one given) was gated on (its ``artifact.json`` ``gated_on``), said on stderr."""
     from pathlib import Path
 
     from edgedistill.core.config import DataConfig
@@ -364,7 +377,7 @@ def _verification_data(args: argparse.Namespace) -> Any:
     from edgedistill.tasks import task_of_artifact
 
     config = _config_from_args(args)
-    info = Artifact.open(Path(args.artifact)).info
+    info = Artifact.open(Path(artifact or args.artifact)).info
     task = task_of_artifact(info)  # the artifact's task reads the data, whatever the options' task
     recorded = info.get("gated_on") or {}
     if args.data is None and not args.config and recorded.get("data"):
@@ -575,7 +588,11 @@ def _add_artifact_verbs(verb: Verb) -> None:
                  "RUN_DIR (a workdir with manifest.json): re-hashes every output of the run and names\n"
                  "each file that changed.\n"
                  "--layers: where an int8 model loses accuracy, per quantized tensor, worst first:\n"
-                 "  edgedistill verify runs/default/artifacts/student-onnx-int8-static --layers")
+                 "  edgedistill verify runs/default/artifacts/student-onnx-int8-static --layers\n"
+                 "--isa arm64: the artifact (or every TFLite / ONNX artifact of RUN_DIR) replayed on the arm64 build\n"
+                 "of its runtime under qemu (`edgedistill arm64 setup` once first), against the x86 run and the\n"
+                 "checkpoint under its own gate; recorded in artifact.json (verified_on) and its card:\n"
+                 "  edgedistill verify runs/default --isa arm64 --cpu cortex-a76 --cpu cortex-a53")
     check.add_argument("artifact", metavar="ARTIFACT_DIR|RUN_DIR")
     check.add_argument("--files-only", action="store_true", help="check hashes only, no parity run")
     _add_eval_samples(check, "verify")
@@ -585,7 +602,7 @@ def _add_artifact_verbs(verb: Verb) -> None:
     check.add_argument("--layer-samples", type=_positive_int, default=256, metavar="N",
                        help="eval sentences the per-layer error is measured on (default 256)")
     check.add_argument("--isa", choices=["arm64"],
-                       help="replay the artifact on the phone's instruction set under qemu emulation (TFLite, ONNX; "
+                       help="replay the artifact (a RUN_DIR: each of its TFLite and ONNX artifacts) on the phone's instruction set under qemu emulation (TFLite, ONNX; "
                             "`edgedistill arm64 setup` first): its golden vectors and --eval-samples eval sentences "
                             "(default 256) against the x86 run and the checkpoint, under the artifact's own gate; "
                             "recorded in artifact.json (verified_on) and the model card. Numerics only, no latency")

@@ -180,6 +180,20 @@ def test_tiny_tflite_artifacts_replay_on_arm64(tiny_tflite_artifacts, name, expo
 
 
 @needs_arm64
+@pytest.mark.slow
+def test_a_run_folder_replays_each_of_its_artifacts(tiny_tflite_artifacts, export_data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "artifacts").mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    copied = [_copy(tiny_tflite_artifacts[name], run / "artifacts") for name in ("tflite-fp16", "tflite-int8-weights")]
+    code = main(["verify", str(run), "--isa", "arm64", "--eval-samples", "16", "--data", str(export_data_dir)])
+    assert code == 0, capsys.readouterr().err
+    for path in copied:
+        (record,) = json.loads((path / "artifact.json").read_text())["verified_on"]
+        assert record["passed"] and record["samples"] == 16
+
+
+@needs_arm64
 def test_an_altered_artifact_is_caught_on_arm64(tiny_tflite_artifacts, export_data_dir, tmp_path, capsys):
     from ai_edge_litert.tools import flatbuffer_utils
 

@@ -118,3 +118,35 @@ def test_an_artifact_built_by_other_export_code_is_rebuilt(finished_run, monkeyp
         again = run_pipeline(config, only="export")
     assert not any(e["cached"] for e in again["stages"]["export"].values())
     assert "export student-onnx-fp32: cache hit" not in caplog.text
+
+
+def _arm64_environment_missing() -> str | None:
+    from edgedistill.emulation.environment import Arm64Environment, EnvironmentUnavailable
+
+    try:
+        Arm64Environment.load()
+    except EnvironmentUnavailable as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.skipif(_arm64_environment_missing() is not None, reason="no arm64 emulation environment "
+                                                                     "(`edgedistill arm64 setup`)")
+def test_a_run_with_verify_isa_replays_each_tflite_and_onnx_artifact_once(finished_run, tmp_path, caplog):
+    import shutil
+
+    config, _ = finished_run
+    workdir = Path(shutil.copytree(config.workdir, tmp_path / "run"))
+    checked = config.model_copy(update={"workdir": workdir, "verify_isa": config.verify_isa.model_copy(
+        update={"isas": ["arm64"], "samples": 8})})
+    entries = run_pipeline(checked, only="export")["stages"]["export"]
+    for name, entry in entries.items():
+        (verdict,) = entry["verified_on"]
+        assert verdict["cpu"] == "cortex-a76" and verdict["passed"] and not verdict["cached"], name
+        record = json.loads((workdir / "artifacts" / name / "artifact.json").read_text())["verified_on"]
+        assert record[0]["samples"] == 8
+    with caplog.at_level("INFO", logger="edgedistill"):
+        again = run_pipeline(checked, only="export")
+    assert list(again["last_run_stage_seconds"]) == ["data", "export", "verify_isa"]
+    assert all(e["verified_on"][0]["cached"] for e in again["stages"]["export"].values())
+    assert "verify_isa student-onnx-fp32 on arm64 cortex-a76: recorded" in caplog.text

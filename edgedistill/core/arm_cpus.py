@@ -4,7 +4,9 @@ Which int8 kernels XNNPACK and ONNX Runtime (MLAS) take on arm64 depends on the 
 kernel's hardware-capability words and from ``/proc/cpuinfo`` by the cpuinfo library both link: plain NEON
 (``cortex-a53``), the dot-product instructions (``asimddp``: ``cortex-a76``, the big cores of most phones sold
 since 2019) or the 8-bit matrix multiply (``i8mm``, with SVE: ``max``, every feature qemu 7.2 emulates, the
-newest cores' path). Under qemu the process sees the x86 host's ``/proc/cpuinfo``, on which cpuinfo crashes
+newest cores' path; SME is left off: with it, ONNX Runtime 1.32's dynamic-int8 kernels gave logits off by up to
+3.2 under qemu 7.2 and within 0.34 of x86 under qemu 10.0 on the same file, so qemu 7.2's SME emulation is not
+trusted). Under qemu the process sees the x86 host's ``/proc/cpuinfo``, on which cpuinfo crashes
 inside ONNX Runtime's import (a NULL read after parsing it, seen with onnxruntime 1.32 and qemu 7.2): each CPU
 gets a ``/proc/cpuinfo`` of its own in the environment's per-CPU root (qemu's ``-L`` prefix serves a guest's
 absolute paths from there first), written from the capability words qemu gives that CPU, so the file says
@@ -20,7 +22,8 @@ from edgedistill.core.errors import ConfigError
 
 @dataclass(frozen=True)
 class CpuModel:
-    """A qemu ``-cpu`` model: its main ID register fields (as ``/proc/cpuinfo`` shows them) and why it is offered."""
+    """An emulated CPU: its main ID register fields (as ``/proc/cpuinfo`` shows them), why it is offered, and the
+    qemu ``-cpu`` value that emulates it."""
 
     name: str
     implementer: int
@@ -28,6 +31,11 @@ class CpuModel:
     part: int
     revision: int
     why: str
+    qemu: str = ""
+
+    @property
+    def qemu_cpu(self) -> str:
+        return self.qemu or self.name
 
 
 # MIDR fields as qemu 7.2 sets them (target/arm/cpu64.c); "max" is qemu's own (implementer 0, part 'Q').
@@ -38,7 +46,8 @@ CPU_MODELS: dict[str, CpuModel] = {m.name: m for m in (
     CpuModel("cortex-a53", 0x41, 0x0, 0xD03, 4,
              "Armv8.0-A, NEON without dot product: little cores and older phones; the plain NEON int8 kernels"),
     CpuModel("max", 0x00, 0x0, 0x051, 0,
-             "every feature qemu 7.2 emulates (i8mm, bf16, SVE2): the newest cores' 8-bit matrix-multiply kernels"),
+             "every feature qemu 7.2 emulates but SME (i8mm, bf16, SVE2): the newest cores' 8-bit matrix-multiply "
+             "kernels", qemu="max,sme=off"),
 )}
 DEFAULT_CPU = "cortex-a76"
 

@@ -102,6 +102,12 @@ class Arm64Environment:
                 + " but this host has " + ", ".join(f"{n} {new}" for n, (new, _) in stale.items())
                 + ": rebuild it with `edgedistill arm64 setup --force` (a replay compares one runtime release "
                   "on two instruction sets)")
+        changed = [f"{name} (-cpu {model.qemu_cpu})" for name, model in CPU_MODELS.items()
+                   if record.get("cpus", {}).get(name, {}).get("qemu_cpu") != model.qemu_cpu]
+        if changed:
+            raise EnvironmentUnavailable(f"the arm64 environment in {root} was built for other CPU models than this "
+                                         f"edgedistill emulates ({', '.join(changed)}): rebuild it with `edgedistill "
+                                         "arm64 setup`")
         return cls(root, record)
 
     @property
@@ -110,17 +116,13 @@ class Arm64Environment:
 
     def cpu_record(self, cpu: str) -> dict[str, Any]:
         cpu_model(cpu)  # an unknown name: the list of known ones
-        if cpu not in self.record["cpus"]:
-            raise EnvironmentUnavailable(f"the arm64 environment in {self.root} has no CPU {cpu!r} (it has "
-                                         f"{', '.join(self.record['cpus'])}): rebuild it with `edgedistill arm64 "
-                                         "setup --force`")
         return self.record["cpus"][cpu]
 
     def python(self, cpu: str) -> list[str]:
         """The command line that starts the arm64 Python on the emulated ``cpu`` (isolated mode: no user site,
         no environment variables read)."""
         self.cpu_record(cpu)
-        return [self.record["qemu"]["path"], "-cpu", cpu, "-L", str(self.root / "cpus" / cpu),
+        return [self.record["qemu"]["path"], "-cpu", cpu_model(cpu).qemu_cpu, "-L", str(self.root / "cpus" / cpu),
                 str(self.root / "sysroot" / PYTHON), "-I"]
 
     def describe(self, cpu: str) -> dict[str, Any]:
@@ -257,12 +259,13 @@ def _cpu_root(env: Path, qemu: str, name: str) -> dict[str, Any]:
     (root / "proc").mkdir(parents=True)
     for entry in (env / "sysroot").iterdir():
         (root / entry.name).symlink_to(Path("..", "..", "sysroot", entry.name))
-    words = json.loads(_first_line([qemu, "-cpu", name, "-L", str(root), str(env / "sysroot" / PYTHON), "-I",
+    words = json.loads(_first_line([qemu, "-cpu", cpu_model(name).qemu_cpu, "-L", str(root),
+                                    str(env / "sysroot" / PYTHON), "-I",
                                     str(WORKER), "--capabilities"]))
     features = feature_names(words.get("hwcap", 0), words.get("hwcap2", 0))
     (root / "proc" / "cpuinfo").write_text(cpuinfo_text(cpu_model(name), features, os.cpu_count() or 1),
                                            encoding="utf-8")
-    return {"features": features, "why": cpu_model(name).why}
+    return {"features": features, "why": cpu_model(name).why, "qemu_cpu": cpu_model(name).qemu_cpu}
 
 
 def _smoke_test(env: Path, qemu: str, runtimes: dict[str, str]) -> str:
@@ -276,7 +279,7 @@ def _smoke_test(env: Path, qemu: str, runtimes: dict[str, str]) -> str:
             + f"'versions': {{n: metadata.version(n) for n in {list(runtimes)!r}}}}}))")
     python = ""
     for cpu in CPU_MODELS:
-        out = json.loads(_first_line([qemu, "-cpu", cpu, "-L", str(env / "cpus" / cpu),
+        out = json.loads(_first_line([qemu, "-cpu", cpu_model(cpu).qemu_cpu, "-L", str(env / "cpus" / cpu),
                                       str(env / "sysroot" / PYTHON), "-I", "-c", code], last=True))
         if out["versions"] != runtimes:
             raise EnvironmentUnavailable(f"the arm64 runtimes are {out['versions']}, the host's {runtimes}")

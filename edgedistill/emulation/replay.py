@@ -127,6 +127,9 @@ def run_worker(python: list[str], site: Path | None, artifact: Artifact, feeds: 
             errors.seek(0)
             tail = " | ".join(line.strip() for line in errors.read().strip().splitlines()[-4:])
             how = f"signal {-code}" if code < 0 else f"exit {code}"
+            if code == -4:  # SIGILL
+                how += (", illegal instruction: this build of the runtime needs a CPU feature the emulated CPU "
+                        "lacks")
             raise EdgeDistillError(f"{artifact.path}: the {label} run of {FORMATS[backend].model_file} failed "
                                    f"({how}): {tail}")
     with np.load(folder / "outputs.npz") as archive:
