@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import socket
 import sys
 import time
@@ -81,7 +82,7 @@ def main() -> int:
                     record = replay(folder, data, cpu=cpu, samples=args.samples, environment=environment)
                 except EdgeDistillError as exc:  # the runtime cannot run on this CPU: a row that says so
                     print(f"{folder.name} on {cpu}: cannot run: {exc}", flush=True)
-                    errors.setdefault(folder.name, {})[cpu] = str(exc)[-600:]
+                    errors.setdefault(folder.name, {})[cpu] = str(exc)[:600]
                     continue
                 record_verification(folder, record)
                 artifact = Artifact.open(folder)
@@ -100,7 +101,7 @@ def main() -> int:
                 artifacts[folder.name].setdefault("other_cpus", {})[cpu] = row
     record = environment.record
     summary_json = {
-        "command": "unshare --net .venv/bin/python benchmarks/arm64.py " + " ".join(sys.argv[1:]),
+        "command": "unshare --net .venv/bin/python benchmarks/arm64.py " + shlex.join(sys.argv[1:]),
         "what": "numerics of each artifact on arm64 runtime kernels under qemu user-mode emulation; no latency",
         "workdirs": [str(w) for w in args.workdirs], "cpus": cpus, "int8_cpus": args.int8_cpus, "samples": args.samples,
         "network_interfaces": sorted(name for _, name in socket.if_nameindex()),
@@ -130,7 +131,8 @@ def _recorded(artifact: Any, cpu: str, samples: int, environment: Any) -> dict[s
     for record in artifact.info.get("verified_on", []):
         if (record.get("cpu") == cpu and record.get("samples") == samples
                 and record.get("cpu_features") == environment.record["cpus"][cpu]["features"]
-                and record.get("runtimes", {}).items() <= environment.record["runtimes"].items()):
+                and record.get("runtimes", {}).items() <= environment.record["runtimes"].items()
+                and record.get("xnnpack_weight_cache", False) == (artifact.target.backend == "tflite")):
             return {**record, "_reused": True}
     return None
 
@@ -152,7 +154,7 @@ def render(summary: dict[str, Any]) -> str:
                     for cpu, features in env["cpu_features"].items()) + ".",
         f"x86: {host['cpu']} ({', '.join(host['isa'])}), {host['logical_cores']} cores; one thread per run. "
         f"Network during the replays: {', '.join(summary['network_interfaces'])} only.",
-        f"The environment was built from nothing by `edgedistill arm64 setup` in {env['setup_seconds']} s.", "",
+        f"This environment's build (`edgedistill arm64 setup`) took {env['setup_seconds']} s.", "",
         "| artifact | built for | golden reproduced | agreement with x86 | agreement with checkpoint | max \\|diff\\| vs x86 "
         "| answers changed vs x86 | gate on arm64 | arm64 seconds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -168,7 +170,9 @@ def render(summary: dict[str, Any]) -> str:
                          f"{entry['seconds']} |")
     for name, by_cpu in summary.get("could_not_run", {}).items():
         for cpu, error in by_cpu.items():
-            lines.append(f"| {name} ({cpu}) | | could not run: {error.split(': ', 1)[-1][:160]} | | | | | | |")
+            why = ("SIGILL: this build of the runtime needs a CPU feature the CPU lacks" if "needs a CPU feature" in error
+                   else error[:160])
+            lines.append(f"| {name} ({cpu}) | | could not run: {why} | | | | | | |")
     changed = [(name, c) for name, row in summary["artifacts"].items() for c in row["changed"]]
     if changed:
         lines += ["", "Sentences answered differently on arm64 than on x86:", ""]

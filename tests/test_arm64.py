@@ -171,6 +171,7 @@ def test_tiny_tflite_artifacts_replay_on_arm64(tiny_tflite_artifacts, name, expo
     (record,) = info["verified_on"]
     assert record["isa"] == "arm64" and record["cpu"] == "cortex-a76" and "asimddp" in record["cpu_features"]
     assert record["golden_reproduced"] and record["passed"] and record["samples"] == 48
+    assert record["xnnpack_weight_cache"]  # as the runner that recorded the golden vectors
     assert record["runtimes"]["ai-edge-litert"] == ENVIRONMENT.record["runtimes"]["ai-edge-litert"]
     assert record["agreement_x86"] >= 0.98 and record["agreement_checkpoint"] >= 0.98
     if name == "tflite-fp32":

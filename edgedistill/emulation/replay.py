@@ -109,7 +109,8 @@ def run_worker(python: list[str], site: Path | None, artifact: Artifact, feeds: 
     np.savez(folder / "feeds.npz", **feeds.arrays)
     request = {"backend": backend, "model": str(artifact.path / FORMATS[backend].model_file), "threads": threads,
                "site": str(site) if site else None, "feeds": str(folder / "feeds.npz"),
-               "signatures": feeds.signatures, "out": str(folder / "outputs.npz"), "info": str(folder / "info.json")}
+               "signatures": feeds.signatures, "weight_cache": str(folder / "weights.xnnpack"),
+               "out": str(folder / "outputs.npz"), "info": str(folder / "info.json")}
     (folder / "request.json").write_text(json.dumps(request), encoding="utf-8")
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                    "HOME": os.environ.get("HOME", "/tmp")}
@@ -193,6 +194,7 @@ def replay(path: Path, data: Any, *, cpu: str = DEFAULT_CPU, samples: int | None
     record = {
         **environment.describe(cpu),
         "runtimes": arm_info["versions"],
+        "xnnpack_weight_cache": arm_info.get("xnnpack_weight_cache", False),
         "x86": {"cpu": host_info()["cpu"], "isa": host_info()["isa"], "runtimes": x86_info["versions"]},
         "threads": threads,
         "samples": len(inputs),
