@@ -58,7 +58,7 @@ def main() -> int:
     from edgedistill.core.errors import EdgeDistillError
     from edgedistill.core.host import host_info
     from edgedistill.emulation.environment import Arm64Environment
-    from edgedistill.emulation.replay import REPLAYABLE, record_verification, replay, summary
+    from edgedistill.emulation.replay import REPLAYABLE, record_verification, recorded_replay, replay, summary
     from edgedistill.export.backends.base import Artifact
     from edgedistill.tasks import load_data
 
@@ -76,7 +76,9 @@ def main() -> int:
         if args.only_int8 and not int8:
             continue
         for cpu in cpus + (args.int8_cpus if int8 else []):
-            record = _recorded(artifact, cpu, args.samples, environment) if args.reuse else None
+            record = recorded_replay(artifact.info, cpu, min(args.samples, len(data.eval)), environment) \
+                if args.reuse else None
+            reused = record is not None
             if record is None:
                 try:
                     record = replay(folder, data, cpu=cpu, samples=args.samples, environment=environment)
@@ -89,7 +91,7 @@ def main() -> int:
             row = {**summary(record), "backend": artifact.target.backend, "precision": artifact.target.precision,
                    "built_for": (artifact.info.get("device") or {}).get("target"),
                    "gate_override": artifact.target.tolerance.model_dump(exclude_none=True) or None,
-                   "seconds": record["seconds"], "reused": bool(record.get("_reused")),
+                   "seconds": record["seconds"], "reused": reused,
                    "changed": record["changed"], "differ_from_checkpoint": record["differ_from_checkpoint"],
                    "gate": {k: record["gate"].get(k) for k in ("samples", "max_abs", "agreement",
                                                                 "accuracy_drop_points", "passed")}}
@@ -123,18 +125,6 @@ def main() -> int:
     (args.out / "summary.md").write_text(render(summary_json), encoding="utf-8")
     print(args.out / "summary.md")
     return 0 if summary_json["all_passed"] else 1
-
-
-def _recorded(artifact: Any, cpu: str, samples: int, environment: Any) -> dict[str, Any] | None:
-    """The replay ``artifact.json`` already holds for ``cpu`` when it ran on this environment's CPU features and
-    runtimes with ``samples`` sentences (a replay interrupted by another's failure is not run twice)."""
-    for record in artifact.info.get("verified_on", []):
-        if (record.get("cpu") == cpu and record.get("samples") == samples
-                and record.get("cpu_features") == environment.record["cpus"][cpu]["features"]
-                and record.get("runtimes", {}).items() <= environment.record["runtimes"].items()
-                and record.get("xnnpack_weight_cache", False) == (artifact.target.backend == "tflite")):
-            return {**record, "_reused": True}
-    return None
 
 
 def render(summary: dict[str, Any]) -> str:

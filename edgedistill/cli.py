@@ -338,10 +338,11 @@ def _verify_on_isa(args: argparse.Namespace) -> int:
         if not paths:
             raise EdgeDistillError(f"{given}: no TFLite or ONNX artifact under artifacts/ to replay")
     data = _verification_data(args, paths[0])
+    checks = _config_from_args(args).verify_isa
     failures = []
     for path in paths:
-        for cpu in args.cpu or [_config_default("verify_isa.cpus").split(",")[0]]:
-            record = replay(path, data, cpu=cpu, samples=args.eval_samples or 256, threads=1,
+        for cpu in args.cpu or checks.cpus:
+            record = replay(path, data, cpu=cpu, samples=args.eval_samples or checks.samples, threads=1,
                             environment=environment)
             record_verification(path, record)
             print(json.dumps({"artifact": str(path), **{k: v for k, v in record.items()
@@ -602,21 +603,24 @@ def _add_artifact_verbs(verb: Verb) -> None:
     check.add_argument("--layer-samples", type=_positive_int, default=256, metavar="N",
                        help="eval sentences the per-layer error is measured on (default 256)")
     check.add_argument("--isa", choices=["arm64"],
-                       help="replay the artifact (a RUN_DIR: each of its TFLite and ONNX artifacts) on the phone's instruction set under qemu emulation (TFLite, ONNX; "
-                            "`edgedistill arm64 setup` first): its golden vectors and --eval-samples eval sentences "
-                            "(default 256) against the x86 run and the checkpoint, under the artifact's own gate; "
+                       help="replay the artifact (a RUN_DIR: each of its TFLite and ONNX artifacts) on the phone's "
+                            "instruction set under qemu emulation (`edgedistill arm64 setup` first): its golden "
+                            "vectors and --eval-samples eval sentences (default: verify_isa.samples, "
+                            f"{_config_default('verify_isa.samples')}) against the x86 run and the checkpoint, "
+                            "under the artifact's own gate; "
                             "recorded in artifact.json (verified_on) and the model card. Numerics only, no latency")
     check.add_argument("--cpu", action="append", choices=list(_arm64_cpus()), metavar="MODEL",
                        help="with --isa: the emulated CPU, repeatable: " + "; ".join(
                            f"{name}: {why}" for name, why in _arm64_cpus().items())
-                       + f" (default: {_config_default('verify_isa.cpus')})")
+                       + f" (default: verify_isa.cpus, {_config_default('verify_isa.cpus')})")
     arm64 = verb("arm64", cmd_arm64, "the arm64 emulation environment (qemu user mode) that verify --isa uses",
                  "setup: build it once, from the package registries alone: qemu-user-static (apt-get, as root),\n"
                  "Debian's arm64 Python and libraries (apt-get download into a private state; nothing is\n"
                  "installed for arm64 on the host), the aarch64 wheels of ai-edge-litert, onnxruntime and numpy at\n"
                  "this host's versions (pip download), one root per emulated CPU with its /proc/cpuinfo. About a\n"
-                 "minute; kept in $EDGEDISTILL_CACHE/emulation/arm64 (default ~/.cache/edgedistill), recorded in its\n"
-                 "environment.json. Verification then needs no network.\n"
+                 "minute; kept in $EDGEDISTILL_ARM64_ENV, else $EDGEDISTILL_CACHE/emulation/arm64 (default\n"
+                 "~/.cache/edgedistill/emulation/arm64), recorded in its environment.json.\n"
+                 "Verification then needs no network.\n"
                  "status: what the environment holds, or one line saying why there is none.\n"
                  "  edgedistill arm64 setup && edgedistill verify runs/default/artifacts/student-tflite-int8-static --isa arm64",
                  configured=False)

@@ -168,7 +168,7 @@ def run_isa_checks(config: Config, entries: dict[str, Any], data: TaskData, *, f
     already in ``artifact.json`` for the same CPU, runtimes and sample count is reused (the artifact was not
     rebuilt since: a rebuild writes a new ``artifact.json``)."""
     from edgedistill.emulation.environment import Arm64Environment
-    from edgedistill.emulation.replay import REPLAYABLE, record_verification, replay, summary
+    from edgedistill.emulation.replay import REPLAYABLE, record_verification, recorded_replay, replay, summary
     from edgedistill.export.backends.base import Artifact
 
     environment = Arm64Environment.load()
@@ -181,9 +181,7 @@ def run_isa_checks(config: Config, entries: dict[str, Any], data: TaskData, *, f
             continue
         verdicts = []
         for cpu in checks.cpus:
-            recorded = next((r for r in artifact.info.get("verified_on", []) if r.get("cpu") == cpu
-                             and r.get("runtimes", {}).items() <= environment.record["runtimes"].items()
-                             and r.get("samples") == min(checks.samples, len(data.eval))), None)
+            recorded = recorded_replay(artifact.info, cpu, min(checks.samples, len(data.eval)), environment)
             if recorded is not None and not force:
                 log.info("verify_isa %s on arm64 %s: recorded %s, reused", name, cpu, recorded["verified"])
                 verdicts.append({**summary(recorded), "cached": True})

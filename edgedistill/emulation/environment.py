@@ -135,6 +135,7 @@ class Arm64Environment:
 def build_environment(root: Path | None = None, *, force: bool = False) -> Arm64Environment:
     """Build (or, when built and current, return) the environment in ``root`` (default :func:`environment_dir`)."""
     from edgedistill.core.atomic import atomic_directory
+    from edgedistill.core.host import host_info
 
     root = Path(root) if root is not None else environment_dir()
     if not force:
@@ -145,7 +146,7 @@ def build_environment(root: Path | None = None, *, force: bool = False) -> Arm64
             return existing
         except EnvironmentUnavailable:
             pass
-    qemu, install_qemu = _preflight()
+    qemu = _preflight()
     runtimes = host_runtime_versions()
     started = time.perf_counter()
     steps: list[tuple[str, float]] = []
@@ -155,7 +156,7 @@ def build_environment(root: Path | None = None, *, force: bool = False) -> Arm64
         steps.append((name, time.perf_counter()))
 
     with atomic_directory(root) as tmp:
-        if install_qemu:
+        if qemu is None:
             step("install qemu-user-static (apt-get)")
             _run(["apt-get", "update"], "reading the host's package lists (apt-get update)")
             _run(["apt-get", "install", "-y", "--no-install-recommends", "qemu-user-static"], "installing qemu")
@@ -193,15 +194,14 @@ def build_environment(root: Path | None = None, *, force: bool = False) -> Arm64
                        "build_seconds": round(time.perf_counter() - started, 1),
                        "steps_seconds": {name: round(end - start, 1)
                                          for (name, start), end in zip(steps, ends, strict=True)},
-                       "host": {"machine": platform.machine(), "cpu": _host_cpu()}})
+                       "host": {"machine": platform.machine(), "cpu": host_info()["cpu"]}})
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info("arm64 setup: built %s in %.0f s", root, record["build_seconds"])
     return Arm64Environment.load(root)
 
 
-def _preflight() -> tuple[str | None, bool]:
-    """The qemu binary, and whether it must be installed first; one line and nothing built when a step
-    cannot run here."""
+def _preflight() -> str | None:
+    """The qemu binary (None: install it first); one line and nothing built when a step cannot run here."""
     if platform.system() != "Linux":
         raise EnvironmentUnavailable(f"the arm64 emulation needs Linux (qemu user mode); this is {platform.system()}")
     if platform.machine().lower() in ("aarch64", "arm64"):
@@ -217,7 +217,7 @@ def _preflight() -> tuple[str | None, bool]:
     if qemu is None and os.geteuid() != 0:
         raise EnvironmentUnavailable(f"{QEMU} is not installed and installing it needs root: run `sudo apt-get "
                                      "install qemu-user-static`, then `edgedistill arm64 setup` again")
-    return qemu, qemu is None
+    return qemu
 
 
 def _download_debs(state: Path, out: Path) -> list[Path]:
@@ -304,8 +304,3 @@ def _first_line(command: list[str], last: bool = False) -> str:
 def _deb_version(deb: Path) -> str:
     return _run(["dpkg-deb", "-f", str(deb), "Version"], f"reading {deb.name}").strip()
 
-
-def _host_cpu() -> str:
-    from edgedistill.core.host import host_info
-
-    return str(host_info()["cpu"])

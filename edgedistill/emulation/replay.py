@@ -30,8 +30,11 @@ from typing import Any
 import numpy as np
 
 from edgedistill.core.errors import ConfigError, EdgeDistillError, VerificationError
-from edgedistill.data.encoding import Example, bucket_for, pad_to, stack_rows, token_ids, without_padding
 from edgedistill.core.arm_cpus import DEFAULT_CPU
+from edgedistill.core.target_options import target_options
+from edgedistill.data.encoding import (Example, bucket_for, pad_to, signature_name, stack_rows, token_ids,
+                                       without_padding)
+from edgedistill.data.segments import segment_ids, sep_token_id
 from edgedistill.emulation.environment import WORKER, Arm64Environment
 from edgedistill.export.backends.base import Artifact
 
@@ -63,10 +66,6 @@ def build_feeds(artifact: Artifact, tokenizer: Any, golden: dict[str, Any] | Non
     """The golden cases' recorded rows, then the eval sentences tokenized as the artifact's runner feeds them: a
     TFLite row zero-padded to its bucket (the signature's other batch rows zero, as the runner stages them), an
     ONNX row at its own length with the token types the runner derives."""
-    from edgedistill.core.target_options import target_options
-    from edgedistill.data.encoding import signature_name
-    from edgedistill.data.segments import segment_ids, sep_token_id
-
     target = artifact.target
     fixed = target.backend == "tflite"
     options = target_options(target)
@@ -180,10 +179,11 @@ def replay(path: Path, data: Any, *, cpu: str = DEFAULT_CPU, samples: int | None
         arm, arm_info = run_worker(environment.python(cpu), environment.site, artifact, feeds,
                                    Path(scratch) / "arm64", threads=threads, label=f"arm64 {cpu} (qemu)")
     real = [without_padding(o, m) for o, m in zip(arm, feeds.masks, strict=True)]
-    host = [without_padding(o, m) for o, m in zip(x86, feeds.masks, strict=True)]
+    on_x86 = [without_padding(o, m) for o, m in zip(x86, feeds.masks, strict=True)]
+    host = host_info()
     golden_failures = _golden_failures(golden, arm, task) if golden else []
     arm_eval = stack_rows(real[feeds.golden:], feeds.width)
-    x86_eval = stack_rows(host[feeds.golden:], feeds.width)
+    x86_eval = stack_rows(on_x86[feeds.golden:], feeds.width)
     gold = task.gold(data.eval, tokenizer, feeds.width)[: len(inputs)]
     reference = _checkpoint_outputs(source, feeds, threads) if has_source else x86_eval
     tolerance = task.tolerance(target.precision, target.tolerance)
@@ -195,7 +195,7 @@ def replay(path: Path, data: Any, *, cpu: str = DEFAULT_CPU, samples: int | None
         **environment.describe(cpu),
         "runtimes": arm_info["versions"],
         "xnnpack_weight_cache": arm_info.get("xnnpack_weight_cache", False),
-        "x86": {"cpu": host_info()["cpu"], "isa": host_info()["isa"], "runtimes": x86_info["versions"]},
+        "x86": {"cpu": host["cpu"], "isa": host["isa"], "runtimes": x86_info["versions"]},
         "threads": threads,
         "samples": len(inputs),
         "golden_cases": feeds.golden,
@@ -203,7 +203,7 @@ def replay(path: Path, data: Any, *, cpu: str = DEFAULT_CPU, samples: int | None
         "golden_failures": golden_failures,
         "agreement_x86": task.agreement(x86_eval, arm_eval, gold),
         "agreement_checkpoint": task.agreement(reference, arm_eval, gold) if has_source else None,
-        "max_abs_diff": max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(real, host, strict=True)),
+        "max_abs_diff": max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(real, on_x86, strict=True)),
         "reference": "checkpoint" if has_source else f"the x86 run (source model {source} not found)",
         "gate": gate.as_dict(),
         "changed_count": len(changed),
@@ -223,16 +223,15 @@ def replay(path: Path, data: Any, *, cpu: str = DEFAULT_CPU, samples: int | None
 
 def _golden_failures(golden: dict[str, Any], outputs: list[np.ndarray], task: Any) -> list[str]:
     """Each golden case whose arm64 output is not the recorded one within ``golden.json``'s tolerance."""
+    from edgedistill.export.golden import golden_difference
+
     tolerance = float(golden["tolerance"]["max_abs"])
-    name = task.output_names()[0]
     problems = []
     for number, case in enumerate(golden["cases"]):
-        want = np.asarray(case[name], dtype=np.float32)
-        got = outputs[number][0]
-        diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
+        diff = golden_difference(case, outputs[number][0], task)
         if not diff <= tolerance:
-            problems.append(f"golden case {number} ({case['kind']}): {name} differ from the recorded ones by "
-                            f"{diff:.3g} > {tolerance:g}")
+            problems.append(f"golden case {number} ({case['kind']}): {task.output_names()[0]} differ from the "
+                            f"recorded ones by {diff:.3g} > {tolerance:g}")
     return problems
 
 
@@ -274,6 +273,19 @@ def record_verification(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     write_json_atomic(Path(path) / ARTIFACT_FILE, info)
     write_card(Path(path), info, read_golden(Path(path)))
     return info
+
+
+def recorded_replay(info: dict[str, Any], cpu: str, samples: int, environment: Arm64Environment
+                    ) -> dict[str, Any] | None:
+    """The replay an ``artifact.json`` record already holds for ``cpu`` that running again here would repeat: the
+    same CPU features, runtime versions, sample count and XNNPACK weight-cache use (a re-export writes a new
+    ``artifact.json``, so a record always belongs to the files beside it)."""
+    tflite = info["target"]["backend"] == "tflite"
+    return next((record for record in info.get("verified_on", [])
+                 if record.get("cpu") == cpu and record.get("samples") == samples
+                 and record.get("cpu_features") == environment.record["cpus"][cpu]["features"]
+                 and record.get("runtimes", {}).items() <= environment.record["runtimes"].items()
+                 and record.get("xnnpack_weight_cache", False) == tflite), None)
 
 
 SUMMARY_KEYS = ("isa", "cpu", "passed", "golden_reproduced", "agreement_x86", "agreement_checkpoint", "max_abs_diff",

@@ -113,11 +113,18 @@ def check_golden(golden: dict[str, Any], runner: Any, tokenizer: Any, task: Task
                                         np.asarray([case["attention_mask"]], dtype=np.int64)), dtype=np.float32)[0]
         name = task.output_names()[0]
         want = np.asarray(case[name], dtype=np.float32)
-        diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
+        diff = golden_difference(case, got, task)
         if not diff <= tolerance:
             problems.append(f"{where}: {name} {np.round(got, 4).tolist()} differ from the recorded "
                             f"{np.round(want, 4).tolist()} by {diff:.3g} > {tolerance:g}")
     return problems
+
+
+def golden_difference(case: dict[str, Any], output: np.ndarray, task: Task) -> float:
+    """Max |difference| of one run's output for a golden case from the recorded one (infinite for another shape)."""
+    want = np.asarray(case[task.output_names()[0]], dtype=np.float32)
+    output = np.asarray(output, dtype=np.float32)
+    return float(np.max(np.abs(output - want))) if output.shape == want.shape else float("inf")
 
 
 def _rounded(output: np.ndarray) -> list[Any]:
