@@ -132,6 +132,22 @@ def test_default_map_takes_every_other_layer(tiny_teacher):
         build_student(tiny_teacher, 2, [0, 2], hidden_size=16)
 
 
+def test_set_dropout_reaches_every_dropout_and_the_saved_config(tiny_teacher, tmp_path):
+    """distill.dropout: the training graph runs without dropout (two forward passes in train mode agree) and the
+    config.json written beside the weights says so."""
+    from transformers import AutoConfig
+
+    from edgedistill.training.distill.student import set_dropout
+
+    student, _ = build_student(tiny_teacher, 2)
+    set_dropout(student.train(), 0.0)
+    ids = torch.randint(5, student.config.vocab_size, (2, 12))
+    assert torch.equal(student(input_ids=ids).logits, student(input_ids=ids).logits)
+    student.save_pretrained(tmp_path)
+    saved = AutoConfig.from_pretrained(tmp_path)
+    assert saved.dropout == saved.attention_dropout == saved.seq_classif_dropout == 0.0
+
+
 def test_narrow_student_is_random_and_smaller(tiny_teacher):
     student, layer_map = build_student(tiny_teacher, 2, hidden_size=16)
     assert layer_map is None and student.config.dim == 16

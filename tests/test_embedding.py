@@ -60,7 +60,8 @@ def trained(tmp_path_factory, st_teacher, sts_dir):
     from edgedistill.training.distill import run_distill
     from edgedistill.training.teacher import run_teacher
 
-    config = embedding_config(tmp_path_factory.mktemp("emb_run"), st_teacher, sts_dir)
+    config = embedding_config(tmp_path_factory.mktemp("emb_run"), st_teacher, sts_dir,
+                              **{"distill.augment.variants": 1})
     data = load_data(config)
     teacher = run_teacher(config, data=data)
     return config, data, teacher, {r.role: r for r in run_distill(config, teacher, data)}
@@ -142,6 +143,23 @@ def test_corpus_auto_adds_the_data_sets_beside_and_never_the_eval_sentences(tmp_
     assert sources[0]["source"].startswith("task data") and any(s["source"].endswith("train.tsv") for s in sources)
     assert not set(sentences) & set(data.eval.texts)
     assert len(sentences) == len(set(sentences))
+    task_sentences = sentences[:sources[0]["sentences"]]
+    capped = embedding_config(tmp_path / "run", st_teacher, sts_dir,
+                              **{"distill.corpus": "auto", "distill.corpus_max_sentences": len(task_sentences) + 5})
+    kept, _ = corpus_sentences(capped, data)  # the cap samples the corpus; every task sentence stays
+    assert kept[:len(task_sentences)] == task_sentences and len(kept) == len(task_sentences) + 5
+    assert set(kept[len(task_sentences):]) < set(sentences[len(task_sentences):])
+
+
+def test_an_augment_file_is_refused_for_embeddings(tmp_path, st_teacher, sts_dir):
+    from edgedistill.core.errors import ConfigError
+    from edgedistill.tasks import load_data
+    from edgedistill.training.embedding import run_distill
+
+    config = embedding_config(tmp_path / "run", st_teacher, sts_dir, **{"distill.augment.file": "more.txt"})
+    with pytest.raises(ConfigError, match="name the file there"):
+        run_distill(config, None, load_data(config))
+    assert not (tmp_path / "run").exists()
 
 
 def test_conll_files_give_their_sentences(tmp_path):
@@ -193,6 +211,11 @@ def test_the_student_is_a_sentence_transformers_folder_in_the_teachers_space(tra
     # the distance left, 1 - cosine, is what shrinks); the untrained baseline stays where it started
     assert 1 - student.metrics["cosine_to_teacher_mean"] < 0.5 * (1 - baseline.metrics["cosine_to_teacher_mean"])
     assert student.metrics["steps"] > 0 and baseline.metrics["steps"] == 0
+    saved = json.loads((student.path / "config.json").read_text())  # the embedding defaults train without dropout
+    assert saved["dropout"] == saved["attention_dropout"] == 0.0
+    variants = student.metrics["corpus_sources"][-1]  # distill.augment.variants: 1, one per task sentence at most
+    assert variants["source"].startswith("word-replacement variants") and variants["sentences"] > 0
+    assert variants["sentences"] <= student.metrics["corpus_sources"][0]["sentences"]
     for key in ("eval_spearman", "retention_of_teacher_spearman", "cross_retrieval_top10"):
         assert key in student.metrics
 

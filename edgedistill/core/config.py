@@ -123,7 +123,8 @@ class AugmentConfig(_Section):
 
     # Unlabelled in-domain text: a .txt (one text per line), .tsv/.csv/.jsonl (data.text_column) or a folder.
     file: str | None = None
-    # Variants generated from each training sentence by word replacement (0: none).
+    # Variants generated from each training sentence by word replacement (0: none). Embeddings: of each task
+    # training sentence, added to the corpus the student learns the teacher's vectors on.
     variants: int = Field(0, ge=0)
     replace_prob: float = Field(0.4, gt=0, le=1)
     neighbours: int = Field(15, ge=1)
@@ -165,6 +166,9 @@ class DistillConfig(TrainingRecipe):
     # alpha_att), then `epochs` on the prediction losses (alpha_kd, alpha_ce, alpha_cos); 0 trains all together.
     intermediate_epochs: float = Field(0.0, ge=0)
     cache_teacher_logits: bool = False
+    # The student's dropout (hidden states and attention probabilities) while it trains; null: the teacher's.
+    # The embedding task sets 0: its student imitates a deterministic function, the teacher's vectors.
+    dropout: float | None = Field(None, ge=0, lt=1)
     baseline: bool = True
     augment: AugmentConfig = AugmentConfig()
     qat: QatConfig = QatConfig()
@@ -174,7 +178,8 @@ class DistillConfig(TrainingRecipe):
     # training sentences: files or folders (one text per line, a TSV/CSV/JSONL column data.text_column, a CoNLL
     # file's sentences), or "auto": the data sets in the folders beside the task data's folder.
     corpus: list[str] | Literal["auto"] = Field(default_factory=list)
-    # A seeded sample of at most this many distinct corpus sentences (null: all).
+    # At most this many distinct sentences in all (null: all): every task training sentence, then a seeded
+    # sample of the corpus's.
     corpus_max_sentences: int | None = Field(None, ge=1)
     # Embeddings: weight of the MSE between the student's and the teacher's normalised sentence vectors (the
     # embedding task's defaults set it to 1 and the logit terms to 0).
@@ -188,9 +193,10 @@ class DistillConfig(TrainingRecipe):
                 or self.alpha_embedding):
             raise ValueError("alpha_kd, alpha_ce, alpha_cos, alpha_mse, alpha_att and alpha_embedding are all 0: "
                              "nothing to train on")
-        if self.augment.enabled and not self.alpha_kd:
-            raise ValueError("augmented rows have no labels: they teach through the teacher's soft targets, so "
-                             "distill.augment needs alpha_kd > 0")
+        if self.augment.enabled and not (self.alpha_kd or self.alpha_embedding):
+            raise ValueError("augmented rows have no labels: they teach through the teacher's soft targets (or, "
+                             "for embeddings, its vectors), so distill.augment needs alpha_kd > 0 "
+                             "(or alpha_embedding > 0)")
         if self.intermediate_epochs and not (self.alpha_mse or self.alpha_att):
             raise ValueError(f"intermediate_epochs = {self.intermediate_epochs} trains on the intermediate-layer "
                              "losses alone first, and alpha_mse and alpha_att are both 0: set one of them, or "

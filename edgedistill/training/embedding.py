@@ -205,8 +205,8 @@ def _save_teacher(config: Config, task: Any, source: ModelSource, model_config: 
 
 def corpus_sentences(config: Config, data: TaskData) -> tuple[list[str], list[dict[str, Any]]]:
     """The distinct sentences the student learns on (the task data's training sentences, then
-    ``distill.corpus``, a seeded sample of ``corpus_max_sentences``), and where each part came from. The
-    eval sentences are never among them."""
+    ``distill.corpus``; over ``corpus_max_sentences``, every task sentence and a seeded sample of the rest), and
+    where each part came from. The eval sentences are never among them."""
     from edgedistill.data.unlabelled import read_unlabelled, train_files_beside
 
     parts: list[tuple[str, list[str]]] = [("task data: training sentences", list(data.train.texts))]
@@ -235,12 +235,37 @@ def corpus_sentences(config: Config, data: TaskData) -> tuple[list[str], list[di
                 fresh += 1
         sources.append({"source": name, "sentences": fresh})
     limit = config.distill.corpus_max_sentences
-    if limit is not None and len(sentences) > limit:
-        sentences = [sentences[i] for i in sorted(random.Random(config.seed).sample(range(len(sentences)), limit))]
+    if limit is not None and len(sentences) > limit:  # the task's own sentences all stay: the closest to what
+        kept = sources[0]["sentences"]  # the task is scored on (a seeded sample of the rest fills the cap)
+        rest = random.Random(config.seed).sample(range(kept, len(sentences)), max(0, limit - kept))
+        sentences = sentences[:kept] + [sentences[i] for i in sorted(rest)]
     log.info("corpus: %d distinct sentences%s (%s)", len(sentences),
-             f", a seeded sample of at most {limit}" if limit else "",
+             f" (at most {limit}: every task sentence, a seeded sample of the rest)" if limit else "",
              "; ".join(f"{s['sentences']} from {s['source']}" for s in sources))
     return sentences, sources
+
+
+def task_variants(config: Config, teacher_dir: Path, task_sentences: list[str], exclude: set[str]) -> list[str]:
+    """``distill.augment.variants`` word-replacement variants of each task training sentence (TinyBERT's
+    augmentation, :mod:`edgedistill.training.distill.augment`: words replaced by neighbours in the teacher's
+    word-embedding space), none of them already in ``exclude``; at most ``augment.max_samples`` (seeded). More
+    text like the text the task is scored on: the teacher gives each its vector like any corpus sentence."""
+    from transformers import AutoTokenizer
+
+    from edgedistill.training.distill.augment import make_variants, word_neighbours
+
+    settings = config.distill.augment
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    embeddings = get_task(config.task).load_model(teacher_dir).get_input_embeddings().weight.detach()
+    words = {w for text in task_sentences for w in text.split()}
+    neighbours = word_neighbours(tokenizer.get_vocab(), embeddings, words | {w.lower() for w in words},
+                                 settings.neighbours)
+    rng = random.Random(config.seed)
+    variants, _ = make_variants(task_sentences, None, neighbours, settings.variants, settings.replace_prob, rng)
+    variants = [v for v in dict.fromkeys(variants) if v not in exclude]
+    if settings.max_samples is not None and len(variants) > settings.max_samples:
+        variants = [variants[i] for i in sorted(rng.sample(range(len(variants)), settings.max_samples))]
+    return variants
 
 
 def run_distill(config: Config, teacher: TeacherResult, data: TaskData, *, force: bool = False) -> list[Any]:
@@ -250,8 +275,18 @@ def run_distill(config: Config, teacher: TeacherResult, data: TaskData, *, force
     if config.distill.qat.enabled:
         raise ConfigError("distill.qat.enabled: quantization-aware training is built for classification students; "
                           "set it to false for the embedding task (its full-integer exports are gated as they are)")
+    if config.distill.augment.file:
+        raise ConfigError(f"distill.augment.file: {config.distill.augment.file}: the embedding task's unlabelled "
+                          "text is distill.corpus; name the file there")
     teacher_hash = model_folder_hash(teacher.path)
     sentences, sources = corpus_sentences(config, data)
+    if config.distill.augment.variants:
+        task_sentences = sentences[:sources[0]["sentences"]]
+        variants = task_variants(config, teacher.path, task_sentences, set(sentences) | set(data.eval.texts))
+        sentences += variants
+        sources.append({"source": f"word-replacement variants of the task sentences "
+                                  f"({config.distill.augment.variants} per sentence at most)", "sentences": len(variants)})
+        log.info("corpus: %d word-replacement variants of the %d task sentences", len(variants), len(task_sentences))
     results = []
     for role in ("student", "baseline") if config.distill.baseline else ("student",):
         d = config.distill
@@ -265,6 +300,8 @@ def run_distill(config: Config, teacher: TeacherResult, data: TaskData, *, force
                                              "alpha_embedding", "alpha_cos", "alpha_mse"})
             if not schedule["alpha_mse"]:  # students cached before the term existed stay cached
                 del schedule["alpha_mse"]
+            if d.dropout is not None:
+                schedule["dropout"] = d.dropout
             inputs.update({"corpus": sha256_json(sentences), "schedule": schedule})
         out = Path(config.workdir) / role
         metrics, cached = run_cached_stage(
@@ -287,7 +324,7 @@ def _build_student(config: Config, role: str, teacher: TeacherResult, data: Task
 
     from edgedistill.core.families import family_of
     from edgedistill.tasks.embedding import embedding_module, pooling_of
-    from edgedistill.training.distill.student import build_student, ends_layer_map
+    from edgedistill.training.distill.student import build_student, ends_layer_map, set_dropout
 
     torch.set_num_threads(config.threads)
     set_seed(config.seed)
@@ -307,6 +344,8 @@ def _build_student(config: Config, role: str, teacher: TeacherResult, data: Task
     started = time.perf_counter()
     fit: dict[str, Any] = {"steps": 0, "epochs": 0}
     if role == "student":
+        if d.dropout is not None:
+            set_dropout(student, d.dropout)
         fit = _fit(config, student, teacher_model, tokenizer, sentences, pooling, model_folder_hash(teacher.path),
                    layer_map)
     else:

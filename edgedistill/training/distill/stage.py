@@ -113,6 +113,8 @@ def _recipe_inputs(config: Config) -> dict[str, Any]:
     for key in ("alpha_mse", "alpha_att", "intermediate_epochs"):  # added later: at 0 they leave the keys
         if not recipe[key]:  # of earlier students as they were
             del recipe[key]
+    if recipe["dropout"] is None:  # the same for the teacher's dropout, the default
+        del recipe["dropout"]
     if recipe["student_architecture"] == "auto":  # auto decides from the teacher, which the key already holds
         del recipe["student_architecture"]
     if recipe.get("alpha_att"):  # earlier students' attention loss read the probabilities after dropout
@@ -253,7 +255,7 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
     from transformers import AutoTokenizer
 
     from edgedistill.training.distill.losses import LossWeights
-    from edgedistill.training.distill.student import hidden_size_of, num_layers_of
+    from edgedistill.training.distill.student import hidden_size_of, num_layers_of, set_dropout
     from edgedistill.training.distill.trainer import StudentWithProjection
     from edgedistill.training.common import predict_outputs
 
@@ -262,6 +264,8 @@ def _prepare(config: Config, role: str, teacher_dir: Path, data: TaskData, init_
     teacher = get_task(config.task).load_model(teacher_dir)
     teacher.eval()
     student, layer_map, init = _initial_student(config, role, teacher, teacher_dir, data, init_dir)
+    if config.distill.dropout is not None:
+        set_dropout(student, config.distill.dropout)
     if role == "qat":
         d = d.model_copy(update={"epochs": d.qat.epochs, "learning_rate": d.qat.learning_rate})
     else:

@@ -177,6 +177,18 @@ def build_student(teacher: nn.Module, n_layers: int, layer_map: list[int] | None
     return student, layer_map
 
 
+def set_dropout(model: nn.Module, probability: float) -> None:
+    """Every dropout of ``model`` (hidden states, attention probabilities, the head's) at ``probability``, in its
+    modules and in its config, so that the saved ``config.json`` says what it was trained with."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = probability
+    for name in ("dropout", "attention_dropout", "seq_classif_dropout", "qa_dropout", "hidden_dropout_prob",
+                 "attention_probs_dropout_prob", "classifier_dropout", "classifier_dropout_prob"):
+        if getattr(model.config, name, None) is not None:
+            setattr(model.config, name, probability)
+
+
 def hidden_size_of(model: nn.Module) -> int:
     config = model.config
     return getattr(config, "dim", None) or config.hidden_size
