@@ -11,7 +11,10 @@ to reproduce the teacher's normalised sentence vectors: ``alpha_embedding · ‖
 the sentence-transformers distillation recipe's MSE, summed over the dimensions) ``+ alpha_cos · (1 - cos)`` of
 the last hidden states on the real tokens ``+ alpha_mse ·`` the mean squared error between each student layer's
 output and that of the teacher layer it was copied from (TinyBERT's hidden-state term; off by default). Its vectors therefore live in the teacher's space: an index the
-teacher built can be queried by the student. The baseline is the same student untrained (the teacher's layers,
+teacher built can be queried by the student. The corpus: every task training sentence, the files of
+``distill.corpus`` (a seeded sample under ``corpus_max_sentences``), and ``distill.augment.variants``
+word-replacement variants of each task sentence; the task defaults train without dropout (``distill.dropout``):
+both came closer to the teacher on held-out sentences (``benchmarks/results/embeddings/recipe-trials.md``). The baseline is the same student untrained (the teacher's layers,
 truncated). Both folders load with ``SentenceTransformer(folder)``. Each role's ``metrics.json`` holds the STS
 Spearman, its retention of the teacher's, the mean cosine to the teacher's vector per eval sentence and the
 cross-retrieval top-10 overlap.
