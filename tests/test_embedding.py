@@ -183,6 +183,9 @@ def test_the_embedding_task_brings_its_own_defaults_and_refuses_classification_p
     assert config.teacher.train == "never" and str(config.workdir) == "runs/embedding"
     assert "onnx-int8-static" in config.targets and config.distill.qat.enabled is False
     assert [t.name for t in resolve_targets(config)] == config.targets
+    # the TFLite full-integer default splits outlier channels on the output side only (the profile says why)
+    full_int8 = {t.name: t for t in resolve_targets(config)}["tflite-int8-static-output-split"]
+    assert full_int8.precision == "int8-static" and full_int8.options["outlier_split_sides"] == ["output"]
     with pytest.raises(ConfigError, match="target onnx-int8-dynamic-with-tokenizer is a classification profile"):
         resolve_targets(load_config(overrides={"task": "embedding", "targets": ["onnx-int8-dynamic-with-tokenizer"]}))
     # the command line refuses it when it loads the configuration, before any stage runs
