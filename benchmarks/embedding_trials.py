@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/embedding_trials.py --name dropout0 --dropout 0 --sentences 30000 --epochs 2
 
-One trial = the default embedding recipe (``edgedistill run --task embedding``'s distill stage: the 3-layer student
-from all-MiniLM-L6-v2's layers 0, 3, 5, MSE on the normalised vectors, AdamW, length-grouped batches of 64) on a
-seeded sample of the default corpus, with one thing changed. Before sampling, 1,000 of the task's training sentences
+One trial = the embedding recipe as it stood before these trials (``edgedistill run --task embedding``'s distill
+stage, ``_fit``: the 3-layer student from all-MiniLM-L6-v2's layers 0, 3, 5, MSE on the normalised vectors, AdamW,
+length-grouped batches of 64; the teacher's dropout, a uniform sample of the corpus, no variants) on a seeded
+sample of the default corpus, with the flags changing one thing. Before sampling, 1,000 of the task's training sentences
 and 1,000 of the other corpus sentences (seeded) are set aside; the trial is judged on them: the student's mean
 cosine to the teacher's vector on sentences it never saw, from the task's own text and from the rest of the mix. The same cosine on 2,000 of its *training* sentences tells
 capacity (both low) from generalisation (train high, held-out low). STS-B dev figures (Spearman, cosine,
@@ -56,7 +57,8 @@ def main() -> None:
     from edgedistill.training.distill.student import build_student, ends_layer_map
 
     overrides = {"task": "embedding", "data.dataset": args.data, "workdir": args.workdir, "seed": args.seed,
-                 "distill.corpus_max_sentences": None, "distill.epochs": args.epochs}
+                 "distill.corpus_max_sentences": None, "distill.epochs": args.epochs,
+                 "distill.augment.variants": args.variants}
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
@@ -85,14 +87,7 @@ def main() -> None:
     sentences = [corpus[i] for i in sorted(train)]
     lookup = dict(zip(corpus, all_vectors))
     if args.variants:
-        from edgedistill.training.distill.augment import make_variants, word_neighbours
-
-        vocab = tokenizer.get_vocab()
-        task_texts = [corpus[i] for i in task_pool]
-        words = {w for t in task_texts for w in t.split()} | {w.lower() for t in task_texts for w in t.split()}
-        neighbours = word_neighbours(vocab, teacher_model.get_input_embeddings().weight.detach(), words, 15)
-        variants, _ = make_variants(task_texts, None, neighbours, args.variants, 0.4, random.Random(args.seed))
-        variants = [v for v in dict.fromkeys(variants) if v not in lookup]
+        variants = recipe.task_variants(config, teacher.path, [corpus[i] for i in task_pool], set(lookup))
         vectors = recipe.encode_texts(embedding_module(teacher_model, None), tokenizer, variants, 128, 128)
         lookup.update(zip(variants, vectors))
         sentences += variants

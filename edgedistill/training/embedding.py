@@ -255,14 +255,11 @@ def task_variants(config: Config, teacher_dir: Path, task_sentences: list[str], 
     text like the text the task is scored on: the teacher gives each its vector like any corpus sentence."""
     from transformers import AutoTokenizer
 
-    from edgedistill.training.distill.augment import make_variants, word_neighbours
+    from edgedistill.training.distill.augment import make_variants, teacher_neighbours
 
     settings = config.distill.augment
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    embeddings = get_task(config.task).load_model(teacher_dir).get_input_embeddings().weight.detach()
-    words = {w for text in task_sentences for w in text.split()}
-    neighbours = word_neighbours(tokenizer.get_vocab(), embeddings, words | {w.lower() for w in words},
-                                 settings.neighbours)
+    neighbours = teacher_neighbours(AutoTokenizer.from_pretrained(teacher_dir),
+                                    get_task(config.task).load_model(teacher_dir), task_sentences, settings.neighbours)
     rng = random.Random(config.seed)
     variants, _ = make_variants(task_sentences, None, neighbours, settings.variants, settings.replace_prob, rng)
     variants = [v for v in dict.fromkeys(variants) if v not in exclude]

@@ -103,6 +103,14 @@ def word_neighbours(vocab: dict[str, int], embeddings: Any, words: Iterable[str]
     return found
 
 
+def teacher_neighbours(tokenizer: Any, teacher: Any, texts: Iterable[str], k: int) -> dict[str, list[str]]:
+    """The ``k`` neighbours (:func:`word_neighbours`) of every word of ``texts``, as written and lower-cased, in
+    the teacher's own input-embedding space."""
+    words = {w for text in texts for w in text.split()}
+    return word_neighbours(tokenizer.get_vocab(), teacher.get_input_embeddings().weight.detach(),
+                           words | {w.lower() for w in words}, k)
+
+
 def replace_words(text: str, neighbours: dict[str, list[str]], replace_prob: float, rng: random.Random) -> str:
     """``text`` with each known word replaced, with probability ``replace_prob``, by a random neighbour."""
     words = text.split()
@@ -158,10 +166,8 @@ def _build(config: Config, teacher_dir: Path, data: TaskData, out: Path) -> dict
         sources += ["file"] * len(file_texts)
         log.info("augment: %d rows of unlabelled text from %s", len(file_texts), settings.file)
     if settings.variants:
-        words = {w for t in data.train.texts + (data.train.text_pairs or []) for w in t.split()}
-        words |= {w.lower() for w in words}
-        neighbours = word_neighbours(tokenizer.get_vocab(), teacher.get_input_embeddings().weight.detach(), words,
-                                     settings.neighbours)
+        neighbours = teacher_neighbours(tokenizer, teacher, data.train.texts + (data.train.text_pairs or []),
+                                        settings.neighbours)
         variant_texts, variant_pairs = make_variants(data.train.texts, data.train.text_pairs, neighbours,
                                                      settings.variants, settings.replace_prob, rng)
         texts += variant_texts
